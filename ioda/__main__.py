@@ -1,0 +1,5 @@
+import sys
+
+from ioda.cli import main
+
+sys.exit(main())

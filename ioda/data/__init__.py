@@ -1,0 +1,1 @@
+"""Datasets: the registry, MATLAB-compatible resizing, synthetic camera degradations, downloads and pairs."""

@@ -1,0 +1,88 @@
+"""File helpers: atomic writes (no partial outputs on failure), checksums, JSON/YAML."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ioda.errors import IodaError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
+
+    The temporary name keeps the suffix so writers that dispatch on it (PIL, safetensors) work."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def removed_on_failure(*paths: str | os.PathLike) -> Iterator[None]:
+    """If the block raises, delete every listed file or folder it may have started, then re-raise."""
+    try:
+        yield
+    except BaseException:
+        for p in map(Path, paths):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise IodaError(f"{path}: file not found (expected a JSON file)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise IodaError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise IodaError(f"{path}: file not found (expected a YAML file)")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise IodaError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', err)}") from None
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,109 @@
+"""Reading and writing images with one policy for odd inputs.
+
+Every image inside ioda is a HxWx3 uint8 RGB numpy array (values 0..255, channel order R, G, B).
+`read_image` converts or refuses other files, always naming the file:
+- grayscale (L, LA) -> replicated to three channels;
+- RGBA / LA -> alpha dropped if fully opaque, refused otherwise (transparency has no meaning for SR);
+- 16-bit (PNG/TIFF) -> scaled to 8 bit with rounding (v * 255 / 65535), as MATLAB's im2uint8 does;
+- palette images -> converted to RGB;
+- corrupt, truncated, empty or missing files -> IodaError.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ioda.errors import IodaError
+from ioda.files import atomic_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def to_rgb_uint8(arr: np.ndarray, name: str = "image") -> np.ndarray:
+    """Apply the module's conversion policy to an array (HxW, HxWx1/2/3/4; uint8, uint16 or bool)."""
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16 or arr.dtype == np.int32 or arr.dtype == np.uint32:
+        if arr.max(initial=0) > 65535 or arr.min(initial=0) < 0:
+            raise IodaError(f"{name}: integer values outside 0..65535 (expected 8- or 16-bit image)")
+        arr = np.floor(arr.astype(np.float64) * 255.0 / 65535.0 + 0.5).astype(np.uint8)
+    if arr.dtype != np.uint8:
+        raise IodaError(f"{name}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit integers)")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise IodaError(f"{name}: unsupported shape {arr.shape} (expected HxW or HxWxC with C in 1..4)")
+    if arr.shape[2] in (2, 4):
+        alpha = arr[:, :, -1]
+        if alpha.min() < 255:
+            raise IodaError(f"{name}: has transparent pixels (alpha < 255); flatten it onto a background first")
+        arr = arr[:, :, :-1]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise IodaError(f"{name}: empty image {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (see the module doc for conversions and refusals)."""
+    path = Path(path)
+    if not path.is_file():
+        raise IodaError(f"{path}: file not found (expected an image)")
+    try:
+        with Image.open(path) as im:
+            im.load()  # forces full decode: truncated files fail here, not later
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im).astype(np.uint16 if im.mode != "I" else np.int32)
+                return to_rgb_uint8(arr, str(path))
+            elif im.mode == "F":
+                raise IodaError(f"{path}: floating-point image (expected 8- or 16-bit integers)")
+            elif im.mode == "1":
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except IodaError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise IodaError(f"{path}: corrupt or truncated image ({err})") from None
+    if arr.dtype != np.uint8 and arr.ndim == 3:  # 16-bit RGB decoded by PIL >= 10 as uint16
+        arr = arr.astype(np.uint16)
+    return to_rgb_uint8(arr, str(path))
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write a HxWx3 uint8 RGB array atomically (format from the suffix; PNG recommended)."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"write_image expects HxWx3 uint8, got {img.shape} {img.dtype}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(Path(path).suffix.lower()))
+
+
+def image_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """(1x)3xHxW float in [0, 1] -> HxWx3 uint8, rounded (as BasicSR's tensor2img)."""
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"tensor_to_image expects one image, got batch {t.shape[0]}")
+        t = t[0]
+    arr = t.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(arr)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise IodaError(f"{folder}: folder not found (expected a folder of images)")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
