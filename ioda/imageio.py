@@ -89,7 +89,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+    return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
 
 
 def tensor_to_image(t: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""One-shot domain adaptation: the direction loss, the ablation variants, the trainer and the baselines."""

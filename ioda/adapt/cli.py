@@ -1,0 +1,249 @@
+"""`ioda adapt`: adapt a pretrained SR model to the domain of ONE low-resolution photo.
+
+Writes, in --out-dir: model.safetensors (the adapted weights), sr.png (the photo super-resolved by them),
+adapt.json (settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with --eval-every,
+curve.csv (PSNR/SSIM on a held-out target test set per step: an ORACLE curve for plots; it never picks the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import torch
+
+from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.errors import IodaError
+from ioda.files import sha256_file, write_json
+from ioda.imageio import image_to_tensor, read_image, tensor_to_image, write_image
+from ioda.runtime import resolve_device, seed_everything, setup_logging
+
+LOG = logging.getLogger("ioda.adapt")
+
+# Step budgets: the authors' settings, and a CPU-sized one for trying things out on a laptop.
+SETTINGS_PRESETS = {
+    "paper": {"steps": 1500, "batch_size": 2, "lr_patch": 128, "lr": 1e-5},
+    "cpu": {"steps": 200, "batch_size": 2, "lr_patch": 48, "lr": 1e-5},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ioda adapt",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("photo", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
+    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch)")
+    p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
+    p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
+    p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
+    p.add_argument("--loss", default="direction", choices=["direction", "direction_lrsim"],
+                   help="paper's direction loss, or the authors' code's LR-similarity-weighted form")
+    p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
+    p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
+                   "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
+    p.add_argument("--labels", help="instance label map of the photo (.npz from `ioda masks`); computed with "
+                   "--mask-source when the variant needs one and none is given")
+    p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"])
+    p.add_argument("--sam-checkpoint", help="SAM checkpoint for --mask-source sam")
+    p.add_argument("--target-train", help="finetune variant only: a target split with HR/ and LR_x<scale>/")
+    p.add_argument("--encoder", default="auto", help="CLIP image encoder: an open_clip model name "
+                   "(ViT-B-16-quickgelu), 'tiny' (untrained, offline), or 'auto' (ViT-B-16 with OpenAI weights "
+                   "if they are in the local cache, else tiny, with a warning)")
+    p.add_argument("--encoder-weights", help="CLIP weights: 'openai' or a local state-dict file")
+    p.add_argument("--alpha-weights", help="released Alpha-CLIP visual checkpoint (e.g. clip_b16_grit+mim_fultune_4xe.pth)")
+    p.add_argument("--clip-input", default="unit", choices=["unit", "gan_quirk"],
+                   help="unit: images enter CLIP in [0,1] (default); gan_quirk: the authors' [-1,1] un-normalisation")
+    p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
+                   help="step budget preset: paper (1500 steps, batch 2, LR patch 128) or cpu; auto = paper on CUDA")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
+    p.add_argument("--lr", type=float, help="learning rate (Adam)")
+    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate on --eval-data every N steps (0: never)")
+    p.add_argument("--tile", type=int, default=0, help="tile size (LR px) for super-resolving the photo; 0 = whole")
+    p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
+    p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after success")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--log", help="also log to this file")
+    return p
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({torch.get_num_threads()} threads)"
+
+
+def _encoder(args, device: torch.device):
+    from ioda.clip import build_encoder
+
+    name, weights = args.encoder, args.encoder_weights
+    if name == "auto":
+        try:
+            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", alpha_weights=args.alpha_weights,
+                                 device=device, input_range=args.clip_input)
+        except IodaError as err:
+            LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
+                        "adaptation will run but is not meaningful", err)
+            name, weights = "tiny", None
+    return build_encoder(name, pretrained=weights, alpha_weights=args.alpha_weights, device=device,
+                         input_range=args.clip_input, seed=args.seed)
+
+
+def _source_dir(args, scale: int) -> Path:
+    if args.source_data:
+        return Path(args.source_data)
+    from ioda.data.prepare import ensure_builtin_source
+
+    return ensure_builtin_source(scale)
+
+
+def _labels(args, photo_path: Path, photo, out_dir: Path):
+    from ioda.masks import cached_label_map, load_label_map
+
+    if args.labels:
+        return load_label_map(args.labels, expected_hw=photo.shape[:2])
+    LOG.info("computing instance labels of the photo with %s", args.mask_source)
+    params = {"checkpoint": args.sam_checkpoint} if args.mask_source == "sam" else {}
+    labels, _ = cached_label_map(photo_path, out_dir / "labels.npz", source=args.mask_source, params=params)
+    return labels
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log)
+    from ioda.adapt.trainer import AUTHORS_BETAS, AdaptSettings
+    from ioda.archs import load_model
+
+    device = resolve_device(args.device)
+    preset = SETTINGS_PRESETS["paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
+                               else "cpu"]
+    prompts = tuple(args.prompts) if args.prompts else None
+    variant = get_variant(args.variant, prompts=prompts)
+    photo_path = Path(args.photo)
+    photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
+    loaded = load_model(args.model, preset=args.preset)
+    scale = loaded.scale
+    settings = AdaptSettings(
+        steps=args.steps or preset["steps"],
+        batch_size=args.batch_size or preset["batch_size"],
+        lr_patch=args.lr_patch or preset["lr_patch"],
+        lr=args.lr or preset["lr"],
+        betas=tuple(args.betas) if args.betas else AUTHORS_BETAS,
+        loss=args.loss,
+        seed=args.seed,
+        eval_every=args.eval_every if args.eval_data else 0,
+        channels_last=args.channels_last,
+    )
+    for key in ("steps", "batch_size", "lr_patch"):
+        if getattr(settings, key) < 1:
+            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
+    if variant.method != "none" and min(photo.shape[:2]) < settings.lr_patch and variant.method != "zssr":
+        raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch size "
+                        f"{settings.lr_patch} (use a larger photo or --lr-patch)")
+    out_dir = Path(args.out_dir)
+    existed = out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    finals = [out_dir / n for n in ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "labels.npz",
+                                    "labels.json")]
+    try:
+        stats, untrained = _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir)
+    except BaseException:
+        # No partial results: drop every final output; keep checkpoint.pt (the last good state) for --resume,
+        # and drop a folder this run created if nothing worth keeping is in it.
+        for f in finals:
+            f.unlink(missing_ok=True)
+        if not existed and not (out_dir / "checkpoint.pt").exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    if untrained:
+        LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
+    LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
+    return 0
+
+
+def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir):
+    from ioda.adapt.batches import DirectionSampler, SourcePool
+    from ioda.adapt.baselines import run_supervised_baseline
+    from ioda.adapt.trainer import DirectionTrainer
+    from ioda.archs import save_model, upscale
+    from ioda.data.pairs import list_pairs
+
+    seed_everything(args.seed)
+    eval_fn = None
+    if settings.eval_every:
+        from ioda.evaluate import evaluate_model
+
+        eval_fn = lambda m: evaluate_model(m, args.eval_data, scale, device=device)[1]  # noqa: E731
+    encoder_desc, untrained = None, False
+    if variant.method == "none":
+        model_t, stats = loaded.module.to(device).eval(), {"seconds": 0.0, "steps": 0}
+    elif variant.method in ("finetune", "zssr"):
+        model_t, stats = run_supervised_baseline(
+            variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
+            steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
+            lr=args.lr or 2e-4, seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
+    else:
+        encoder = _encoder(args, device)
+        encoder_desc, untrained = encoder.description, bool(encoder.untrained)
+        labels = _labels(args, photo_path, photo, out_dir) if variant.needs_labels else None
+        source = SourcePool(list_pairs(_source_dir(args, scale), scale, require_hr=variant.reference == "hr"),
+                            scale, need_hr=variant.reference == "hr")
+        sampler = DirectionSampler(
+            photo, labels, source, scale=scale, lr_patch=settings.lr_patch, batch_size=settings.batch_size,
+            region=variant.region, occlusion=variant.occlusion, occlusion_p=settings.occlusion_p,
+            occlusion_cell=settings.occlusion_cell, occlusion_cell_p=settings.occlusion_cell_p,
+            region_opts=settings.region_opts, seed=args.seed)
+        trainer = DirectionTrainer(loaded.module, encoder, sampler, variant, settings, device, out_dir, eval_fn)
+        stats = trainer.run(resume=args.resume)
+        model_t = trainer.model_t
+    model_t.eval()
+    save_model(model_t, out_dir / "model.safetensors", preset=loaded.preset or args.preset,
+               meta={"ioda_variant": variant.name, "adapted_on": photo_path.name})
+    if not args.no_sr:
+        with torch.no_grad():
+            sr = upscale(model_t, image_to_tensor(photo).to(device), scale, tile=args.tile)
+        write_image(out_dir / "sr.png", tensor_to_image(sr))
+    report = {
+        "variant": variant.to_dict(),
+        "settings": settings.to_dict() | {"steps_preset": args.settings},
+        "model": {"path": str(args.model), "arch": loaded.arch, "preset": loaded.preset, "scale": scale},
+        "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),
+                  "width": photo.shape[1], "height": photo.shape[0]},
+        "encoder": {"description": encoder_desc, "untrained": untrained},
+        "seconds": stats.get("seconds"),
+        "stats": stats,
+        "device": str(device),
+        "hardware": _hardware(device),
+        "torch": torch.__version__,
+        "oracle_note": "curve.csv uses target HR; it is for plots only and never chooses the model",
+    }
+    write_json(out_dir / "adapt.json", report)
+    ckpt = out_dir / "checkpoint.pt"
+    if ckpt.exists() and not args.keep_checkpoint:
+        ckpt.unlink()
+    return stats, untrained
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

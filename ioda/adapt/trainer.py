@@ -1,0 +1,224 @@
+"""The adaptation loop for the direction-loss variants.
+
+M_S is frozen; M_T starts as a copy of it and is the only thing trained. Per step only E(M_T(LR_T)) needs
+autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, LR_S and LR_T in one
+batched call. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR is an
+oracle for plots only and never picks the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ioda.adapt.batches import DirectionSampler
+from ioda.adapt.losses import get_loss
+from ioda.adapt.variants import Variant
+from ioda.errors import IodaError
+from ioda.files import atomic_path
+from ioda.runtime import progress_enabled
+
+LOG = logging.getLogger("ioda.adapt")
+
+AUTHORS_BETAS = (0.0, 0.99**0.8)
+
+
+@dataclass
+class AdaptSettings:
+    steps: int = 1500
+    batch_size: int = 2
+    lr_patch: int = 128
+    lr: float = 1e-5
+    betas: tuple[float, float] = AUTHORS_BETAS
+    loss: str = "direction"
+    seed: int = 0
+    ckpt_every: int = 100
+    log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
+    eval_every: int = 0
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off" forces fp32
+    channels_last: bool = False
+    region_opts: dict = field(default_factory=dict)
+    occlusion_p: float = 0.5
+    occlusion_cell: int = 32
+    occlusion_cell_p: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _write_log(path: Path, rows: list[tuple[int, float]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss"])
+        w.writerows((s, f"{v:.8g}") for s, v in rows)
+
+
+def _write_curve(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "psnr", "ssim"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+class DirectionTrainer:
+    """Trains M_T with the direction loss; checkpoints and resumes bit-exactly on CPU."""
+
+    def __init__(
+        self,
+        model_s: torch.nn.Module,
+        encoder,
+        sampler: DirectionSampler,
+        variant: Variant,
+        settings: AdaptSettings,
+        device: torch.device,
+        work_dir: Path,
+        eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+    ):
+        self.variant, self.settings, self.device, self.sampler = variant, settings, device, sampler
+        self.encoder = encoder
+        self.loss_fn = get_loss(settings.loss)
+        self.model_s = model_s.to(device).eval().requires_grad_(False)
+        self.model_t = copy.deepcopy(self.model_s).requires_grad_(True).train()
+        if settings.channels_last:
+            self.model_s.to(memory_format=torch.channels_last)
+            self.model_t.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.Adam(self.model_t.parameters(), lr=settings.lr, betas=tuple(settings.betas))
+        self.work_dir = Path(work_dir)
+        self.ckpt_path = self.work_dir / "checkpoint.pt"
+        self.eval_fn = eval_fn
+        self.step = 0
+        self.loss_rows: list[tuple[int, float]] = []
+        self.curve: list[dict] = []
+        self.fallbacks = 0
+        self.samples = 0
+        self.amp = device.type == "cuda" and settings.amp == "auto"
+        self.text_dir: torch.Tensor | None = None
+        if variant.guidance == "text":
+            src, tgt = variant.prompts
+            with torch.no_grad():
+                e = encoder.encode_text([src, tgt]).to(device)
+            self.text_dir = e  # rows: source prompt, target prompt
+
+    # -- checkpointing -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "model_t": self.model_t.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "loss_rows": [[s, v] for s, v in self.loss_rows],
+            "curve": self.curve,
+            "fallbacks": self.fallbacks,
+            "samples": self.samples,
+            "variant": self.variant.name,
+        }
+
+    def save_checkpoint(self) -> None:
+        with atomic_path(self.ckpt_path) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def load_checkpoint(self) -> None:
+        try:
+            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the same user error
+            raise IodaError(f"{self.ckpt_path}: cannot resume from this checkpoint ({err})") from None
+        if state.get("variant") != self.variant.name:
+            raise IodaError(
+                f"{self.ckpt_path}: checkpoint is for variant {state.get('variant')!r}, not {self.variant.name!r}"
+            )
+        self.model_t.load_state_dict(state["model_t"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.step = int(state["step"])
+        self.loss_rows = [(int(s), float(v)) for s, v in state["loss_rows"]]
+        self.curve = list(state["curve"])
+        self.fallbacks, self.samples = int(state["fallbacks"]), int(state["samples"])
+
+    # -- one step --------------------------------------------------------------------------------------------
+    def _encode(self, img: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+        return self.encoder.encode_image(img, alpha).float()
+
+    def train_step(self) -> torch.Tensor:
+        b = self.sampler.sample().to(self.device)
+        n = b.lr_t.shape[0]
+        self.fallbacks += b.fallbacks
+        self.samples += n
+        cl = torch.channels_last if self.settings.channels_last else torch.contiguous_format
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            with torch.no_grad():
+                if self.text_dir is not None:
+                    e_lr_s = self.text_dir[0:1].expand(n, -1)
+                    e_lr_t = self.text_dir[1:2].expand(n, -1)
+                else:
+                    ones = torch.ones_like(b.alpha_t)
+                    e_lr = self._encode(torch.cat([b.lr_s, b.lr_t]), torch.cat([ones, b.alpha_t]))
+                    e_lr_s, e_lr_t = e_lr[:n], e_lr[n:]
+                if self.variant.reference == "hr":
+                    ref = b.hr_s
+                else:
+                    ref = self.model_s(b.lr_s.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_s_hr
+                e_sr_s = self._encode(ref, None)
+            sr_t = self.model_t(b.lr_t.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_t_hr
+            e_sr_t = self._encode(sr_t, b.alpha_t_hr)
+            loss = self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict:
+        s = self.settings
+        if resume and self.ckpt_path.exists():
+            self.load_checkpoint()
+            LOG.info("resumed from %s at step %d", self.ckpt_path, self.step)
+        pending: list[tuple[int, torch.Tensor]] = []
+        t0 = time.perf_counter()
+        bar = tqdm(total=s.steps, initial=self.step, desc=f"adapt[{self.variant.name}]", disable=not progress_enabled())
+        while self.step < s.steps:
+            loss = self.train_step()
+            self.step += 1
+            pending.append((self.step, loss))
+            bar.update(1)
+            due_log = self.step % s.log_every == 0 or self.step == s.steps
+            due_ckpt = s.ckpt_every and (self.step % s.ckpt_every == 0 or self.step == s.steps)
+            if due_log or due_ckpt:
+                values = torch.stack([v for _, v in pending]).float().cpu().tolist()  # the only sync point
+                bad = [st for (st, _), v in zip(pending, values) if not math.isfinite(v)]
+                if bad:
+                    kept = f"last good checkpoint {self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint yet"
+                    raise IodaError(f"loss became {values[-1]} at step {bad[0]} (try a lower --lr); {kept}")
+                self.loss_rows += [(st, v) for (st, _), v in zip(pending, values)]
+                pending.clear()
+                bar.set_postfix(loss=f"{values[-1]:.4f}")
+            if s.eval_every and self.eval_fn and (self.step % s.eval_every == 0 or self.step == s.steps):
+                self.model_t.eval()
+                summary = self.eval_fn(self.model_t)
+                self.model_t.train()
+                self.curve.append({"step": self.step, "psnr": summary["mean_psnr"], "ssim": summary["mean_ssim"]})
+            if due_ckpt:
+                self.save_checkpoint()
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        _write_log(self.work_dir / "train_log.csv", self.loss_rows)
+        if self.curve:
+            _write_curve(self.work_dir / "curve.csv", self.curve)
+        return {
+            "seconds": elapsed,
+            "steps": self.step,
+            "final_loss": self.loss_rows[-1][1] if self.loss_rows else None,
+            "first_loss": self.loss_rows[0][1] if self.loss_rows else None,
+            "instance_fallbacks": self.fallbacks,
+            "instance_samples": self.samples,
+        }

@@ -1,0 +1,286 @@
+"""`ioda prepare`: build a demo dataset, or fetch/verify a paper dataset, into the on-disk pair layout.
+
+    DIR/<split>/HR/<stem>.png
+    DIR/<split>/LR_x<scale>/<stem>.png
+    DIR/manifest.json   (name, kind, seed, degradation, source photos/files, per-file sha256)
+
+Everything is built in a temporary folder next to DIR and renamed onto DIR at the end, so a failure
+leaves no partial dataset (an existing DIR is only replaced by a complete new one). Same name, seed
+and spec give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from ioda.data import demo as demo_mod
+from ioda.data.degradations import degrade, resolve_spec
+from ioda.data.download import download, safe_extract, verify_manual
+from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
+from ioda.errors import IodaError
+from ioda.files import read_yaml, removed_on_failure, sha256_file, write_json
+from ioda.imageio import read_image, write_image
+from ioda.runtime import progress_enabled, setup_logging
+
+LOG = logging.getLogger("ioda")
+_DEMO_KEYS = {"degradation", "tile", "min_std", "splits"}
+
+
+# ------------------------------------------------------------------------------------------ --spec
+
+
+def parse_spec(text: str | None) -> dict:
+    """--spec: a path to a YAML/JSON file, or an inline YAML/JSON mapping."""
+    if not text:
+        return {}
+    if os.path.isfile(text):
+        data = read_yaml(text)
+        where = text
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise IodaError(f"--spec: not valid YAML/JSON ({getattr(err, 'problem', err)})") from None
+        where = "--spec"
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise IodaError(f"{where}: expected a mapping (e.g. {{degradation: {{jpeg_quality: 90}}}})")
+    return data
+
+
+def apply_spec(entry: DatasetEntry, spec: dict) -> DatasetEntry:
+    """Override an entry's parameters: `degradation` (merged; a new `type` replaces it), and for demo
+    datasets `tile`, `min_std` and `splits` ({split: [photos]})."""
+    allowed = _DEMO_KEYS if entry.kind == "demo" else {"degradation"}
+    for key in spec:
+        if key not in allowed:
+            raise IodaError(f"--spec.{key}: not a parameter of {entry.name!r} (expected {', '.join(sorted(allowed))})")
+    changes: dict[str, Any] = {}
+    if "degradation" in spec:
+        over = spec["degradation"]
+        if entry.degradation is None:
+            raise IodaError(f"--spec.degradation: {entry.name!r} ships its own LR images; nothing to degrade")
+        if not isinstance(over, dict):
+            raise IodaError("--spec.degradation: expected a mapping of degradation parameters")
+        if "type" in over and over["type"] != entry.degradation.get("type"):
+            changes["degradation"] = dict(over)
+        else:
+            changes["degradation"] = {**entry.degradation, **over}
+    if entry.kind == "demo" and _DEMO_KEYS & (set(spec) - {"degradation"}):
+        recipe = dict(entry.demo)
+        for key in ("tile", "min_std", "splits"):
+            if key in spec:
+                recipe[key] = spec[key]
+        if not isinstance(recipe["splits"], dict) or not all(
+            isinstance(v, list) and all(isinstance(p, str) for p in v) for v in recipe["splits"].values()
+        ):
+            raise IodaError("--spec.splits: expected a mapping {split: [photo names]}")
+        if isinstance(recipe["min_std"], bool) or not isinstance(recipe["min_std"], (int, float)):
+            raise IodaError(f"--spec.min_std: expected a number, got {recipe['min_std']!r}")
+        changes["demo"] = recipe
+    return dataclasses.replace(entry, **changes) if changes else entry
+
+
+# ------------------------------------------------------------------------------------------ builders
+
+
+def _write_pair(root: Path, split: str, stem: str, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict:
+    hr_path = root / split / "HR" / f"{stem}.png"
+    lr_path = root / split / f"LR_x{scale}" / f"{stem}.png"
+    write_image(hr_path, hr)
+    write_image(lr_path, lr)
+    return {
+        "stem": stem,
+        "hr": hr_path.relative_to(root).as_posix(),
+        "lr": lr_path.relative_to(root).as_posix(),
+        "hr_sha256": sha256_file(hr_path),
+        "lr_sha256": sha256_file(lr_path),
+    }
+
+
+def build_demo(entry: DatasetEntry, seed: int, tmp: Path) -> dict:
+    deg, params = resolve_spec(entry.degradation, "--spec.degradation")
+    scale = params["scale"]
+    tiles = demo_mod.demo_tiles(entry.demo, scale)
+    splits = {}
+    total = sum(map(len, tiles.values()))
+    with tqdm(total=total, desc=f"prepare {entry.name}", disable=not progress_enabled()) as bar:
+        for split, items in tiles.items():
+            rows = []
+            for t in items:
+                lr = degrade(t.hr, entry.degradation, demo_mod.tile_seed(seed, entry.name, split, t.stem))
+                row = _write_pair(tmp, split, t.stem, t.hr, lr, scale)
+                row.update(photo=t.photo, box=list(t.box))
+                rows.append(row)
+                bar.update()
+            splits[split] = {"count": len(rows), "files": rows}
+            LOG.info("%s/%s: %d tiles from %s", entry.name, split, len(rows), ", ".join(entry.demo["splits"][split]))
+    return {
+        "degradation": {"type": deg.name, **params},
+        "scale": scale,
+        "tile": entry.demo["tile"],
+        "min_std": entry.demo["min_std"],
+        "source_photos": entry.demo["splits"],
+        "splits": splits,
+    }
+
+
+def fetch(entry: DatasetEntry, root: Path) -> None:
+    """Download and unpack a `download` entry's files under root/folder (skipped when already done)."""
+    base = root / entry.folder
+    for f in entry.files:
+        archive = download(f.url, base / "downloads" / f.filename, f.sha256, f.size)
+        marker = base / "downloads" / f".{f.filename}.extracted"
+        if f.extract and not marker.exists():
+            LOG.info("unpacking %s into %s", archive, base)
+            safe_extract(archive, base)
+            marker.write_text(f"{archive.stat().st_size}\n")
+
+
+def build_from_files(entry: DatasetEntry, root: Path, seed: int, tmp: Path) -> dict:
+    verify_manual(entry, root)  # counts (and checksums where known) before any work
+    scale = entry.scale
+    params = None
+    if entry.degradation is not None:
+        deg, params = resolve_spec(entry.degradation, "--spec.degradation")
+        params = {"type": deg.name, **params}
+        scale = params["scale"]
+    splits = {}
+    for split, items in split_files(entry, root).items():
+        rows = []
+        for stem, hr_path, lr_path in tqdm(items, desc=f"{entry.name}/{split}", disable=not progress_enabled()):
+            hr = read_image(hr_path)
+            if lr_path is not None:
+                lr = read_image(lr_path)
+                if hr.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
+                    raise IodaError(
+                        f"{hr_path}: HR {hr.shape[1]}x{hr.shape[0]} is not {scale}x its LR {lr_path} "
+                        f"({lr.shape[1]}x{lr.shape[0]})"
+                    )
+            else:
+                # mod-crop: keep the top-left part whose size divides by the scale (BasicSR convention)
+                hr = np.ascontiguousarray(hr[: hr.shape[0] - hr.shape[0] % scale, : hr.shape[1] - hr.shape[1] % scale])
+                lr = degrade(hr, entry.degradation, demo_mod.tile_seed(seed, entry.name, split, stem))
+            row = _write_pair(tmp, split, stem, hr, lr, scale)
+            row["source_hr"] = hr_path.relative_to(root).as_posix()
+            if lr_path is not None:
+                row["source_lr"] = lr_path.relative_to(root).as_posix()
+            rows.append(row)
+        splits[split] = {"count": len(rows), "files": rows}
+        LOG.info("%s/%s: %d pairs", entry.name, split, len(rows))
+    return {"degradation": params, "scale": scale, "splits": splits}
+
+
+# ------------------------------------------------------------------------------------------ prepare
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data", seed: int = 0,
+            spec: dict | None = None) -> Path:
+    """Build dataset `name` into `out`; returns the manifest path."""
+    entry = apply_spec(get_entry(name), spec or {})
+    out, root = Path(out), Path(root)
+    if out.exists() and not out.is_dir():
+        raise IodaError(f"{out}: exists and is not a folder (expected the dataset output folder)")
+    if entry.kind == "manual":
+        verify_manual(entry, root)  # fail early, before creating anything
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    with removed_on_failure(tmp):
+        if entry.kind == "demo":
+            body = build_demo(entry, seed, tmp)
+        else:
+            if entry.kind == "download":
+                fetch(entry, root)
+            body = build_from_files(entry, root, seed, tmp)
+        manifest = {
+            "name": entry.name,
+            "kind": entry.kind,
+            "description": entry.description,
+            "seed": seed,
+            "spec_override": spec or {},
+            "license": entry.license,
+            **body,
+        }
+        if entry.kind != "demo":
+            manifest["source_root"] = str(root / entry.folder)
+        write_json(tmp / "manifest.json", manifest)
+        _swap_into_place(tmp, out)
+    LOG.info("%s: %s", out, ", ".join(f"{s} {v['count']}" for s, v in body["splits"].items()))
+    return out / "manifest.json"
+
+
+def ensure_builtin_source(scale: int = 4, cache: str | os.PathLike | None = None) -> Path:
+    """The offline source-domain split for commands run without source data: `demo_source/train` (clean
+    MATLAB bicubic x`scale`, seed 0), built once into `cache` (default $IODA_CACHE, else ~/.cache/ioda)
+    and reused while its manifest matches. Returns the split folder (HR/ and LR_x<scale>/)."""
+    cache = Path(cache or os.environ.get("IODA_CACHE") or Path.home() / ".cache" / "ioda")
+    out = cache / f"demo_source_x{scale}"
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            if m.get("scale") == scale and m.get("seed") == 0 and (out / "train" / f"LR_x{scale}").is_dir():
+                return out / "train"
+        except json.JSONDecodeError:
+            pass  # a damaged cache is rebuilt below
+    LOG.info("building the built-in source domain (demo_source, x%d) into %s", scale, out)
+    spec = {"degradation": {"scale": scale}} if scale != 4 else {}
+    prepare("demo_source", out, seed=0, spec=spec)
+    return out / "train"
+
+
+def _listing() -> str:
+    width = max(map(len, REGISTRY))
+    return "\n".join(f"{n.ljust(width)}  {e.kind:8s}  {e.description}" for n, e in REGISTRY.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="ioda prepare",
+        description="Build a demo dataset (offline) or download/verify a paper dataset into DIR/<split>/HR and "
+        "DIR/<split>/LR_x4 with DIR/manifest.json.",
+        epilog="datasets:\n" + _listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("name", nargs="?", help="dataset name from the registry (see --list)")
+    ap.add_argument("--out", help="output folder DIR")
+    ap.add_argument("--root", default="data", help="where downloaded / hand-placed raw datasets live (default: data)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: 0)")
+    ap.add_argument("--spec", help="override entry parameters: YAML/JSON mapping or a file, "
+                    "e.g. '{degradation: {jpeg_quality: 90}, tile: 128}'")
+    ap.add_argument("--log", help="also log to this file")
+    ap.add_argument("--list", action="store_true", help="list the registered datasets and exit")
+    args = ap.parse_args(argv)
+    if args.list:
+        print(_listing())
+        return 0
+    if not args.name or not args.out:
+        ap.error("NAME and --out are required (or use --list)")
+    setup_logging(args.log)
+    manifest = prepare(args.name, args.out, args.root, args.seed, parse_spec(args.spec))
+    counts = {s: v["count"] for s, v in json.loads(manifest.read_text())["splits"].items()}
+    print(f"{args.name}: wrote {manifest.parent} ({', '.join(f'{s}: {n}' for s, n in counts.items())})")
+    return 0

@@ -1,0 +1,181 @@
+"""The experiment plan: which runs a validated config asks for, and where each one's files live.
+
+Single source of truth for the file layout, shared by the Snakemake workflow (workflow/rules/common.smk
+imports it) and the report commands (aggregate/tables/figures/summary), so both always agree on which runs
+exist. A *cell* is (task, backbone, variant); a *run* is one adaptation inside a cell:
+  - variants guided by one target image run N times, `img0 .. img{N-1}` (the first N pool images, sorted);
+  - `baseline` is the source model itself, evaluated once (run id `source`): adapting it would copy it;
+  - `finetune` (supervised on all target pairs) does not depend on a single image: one run, id `all`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioda.errors import IodaError
+
+SINGLE_IMAGE_VARIANTS = ("image_guided", "real_hr", "text_guided", "occlusion", "grid", "box", "instance", "ioda", "zssr")
+NEEDS_LABELS = ("instance", "ioda")  # region-range masks from the instance label map
+TABLES = tuple(f"table{k}" for k in range(1, 7))
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    task: str
+    backbone: str
+    variant: str
+    run: str  # img<i> | source | all
+
+    @property
+    def image_index(self) -> int | None:
+        return int(self.run[3:]) if self.run.startswith("img") else None
+
+
+class Plan:
+    """Paths and run lists for one validated config (see ioda.config.load_config)."""
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.data = Path(cfg["run"]["data_dir"])
+        self.results = Path(cfg["run"]["results_dir"])
+        self.scale = cfg["run"]["scale"]
+        self.tasks: dict = cfg["experiments"]["tasks"]
+        self.tables: dict = cfg["experiments"]["tables"]
+        self._check()
+
+    # ---- consistency checks the JSON schema cannot express -----------------------------------------
+    def _check(self) -> None:
+        datasets, backbones = self.cfg["datasets"], self.cfg["backbones"]
+        for name, task in self.tasks.items():
+            for role in ("source", "target"):
+                if task[role] not in datasets:
+                    raise IodaError(
+                        f"config: key 'experiments.tasks.{name}.{role}': dataset {task[role]!r} is not listed under 'datasets'"
+                    )
+        if not self.tables:
+            raise IodaError("config: key 'experiments.tables': expected at least one of table1..table6")
+        enabled = set(self.cfg["variants"])
+        for tname, table in self.tables.items():
+            for t in table["tasks"]:
+                if t not in self.tasks:
+                    raise IodaError(f"config: key 'experiments.tables.{tname}.tasks': unknown task {t!r} (expected one of experiments.tasks)")
+            for b in table["backbones"]:
+                if b not in backbones:
+                    raise IodaError(f"config: key 'experiments.tables.{tname}.backbones': unknown backbone {b!r} (expected one of backbones)")
+            for v, bbs in (table.get("only") or {}).items():
+                for b in bbs:
+                    if b not in table["backbones"]:
+                        raise IodaError(f"config: key 'experiments.tables.{tname}.only.{v}': backbone {b!r} is not in this table's backbones")
+            for v in table["variants"]:
+                if v not in enabled:
+                    raise IodaError(f"config: key 'experiments.tables.{tname}.variants': variant {v!r} is not enabled in 'variants'")
+        rep = self.cfg["report"]
+        for key in ("curves", "visuals"):
+            cell = rep.get(key)
+            if cell and (cell["task"], cell["backbone"]) not in {(c[0], c[1]) for c in self.cells()}:
+                raise IodaError(f"config: key 'report.{key}': task {cell['task']!r} x backbone {cell['backbone']!r} is in no table")
+            if cell:
+                for v in cell["variants"]:
+                    if (cell["task"], cell["backbone"], v) not in self.cells():
+                        raise IodaError(f"config: key 'report.{key}.variants': {v!r} is not run for that task and backbone by any table")
+        if rep.get("tsne_task") and rep["tsne_task"] not in self.tasks:
+            raise IodaError(f"config: key 'report.tsne_task': unknown task {rep['tsne_task']!r}")
+
+    # ---- what runs ---------------------------------------------------------------------------------------
+    def cells(self) -> list[tuple[str, str, str]]:
+        seen: dict[tuple[str, str, str], None] = {}
+        for table in self.tables.values():
+            only = table.get("only") or {}
+            for t in table["tasks"]:
+                for b in table["backbones"]:
+                    for v in table["variants"]:
+                        if v not in only or b in only[v]:
+                            seen[(t, b, v)] = None
+        return list(seen)
+
+    def run_ids(self, task: str, variant: str) -> list[str]:
+        if variant == "baseline":
+            return ["source"]
+        if variant == "finetune":
+            return ["all"]
+        return [f"img{i}" for i in range(self.tasks[task]["targets"])]
+
+    def runs(self) -> list[Run]:
+        return [Run(t, b, v, r) for (t, b, v) in self.cells() for r in self.run_ids(t, v)]
+
+    def adapt_runs(self) -> list[Run]:
+        return [r for r in self.runs() if r.variant != "baseline"]
+
+    def tsne_task(self) -> str:
+        return self.cfg["report"].get("tsne_task") or next(iter(self.tasks))
+
+    def masks_needed(self) -> list[tuple[str, int]]:
+        """(target dataset, image index) pairs that need an instance label map."""
+        out: dict[tuple[str, int], None] = {}
+        for r in self.adapt_runs():
+            if r.variant in NEEDS_LABELS:
+                out[(self.tasks[r.task]["target"], r.image_index)] = None
+        out[(self.tasks[self.tsne_task()]["target"], 0)] = None  # Fig. 4 region masks
+        return list(out)
+
+    def pretrained(self) -> list[tuple[str, str]]:
+        """(backbone, source dataset) pairs whose source model is needed."""
+        out: dict[tuple[str, str], None] = {}
+        for t, b, _ in self.cells():
+            out[(b, self.tasks[t]["source"])] = None
+        return list(out)
+
+    def uses_official(self, backbone: str, source: str) -> bool:
+        bb = self.cfg["backbones"][backbone]
+        return bool(bb.get("weights")) and bb.get("official_source") in (None, source)
+
+    def curve_cell(self, run: Run) -> bool:
+        cell = self.cfg["report"].get("curves")
+        return bool(
+            cell and self.cfg["adapt"]["eval_every"] > 0 and run.task == cell["task"]
+            and run.backbone == cell["backbone"] and run.variant in cell["variants"]
+        )
+
+    def keeps_images(self, run: Run) -> bool:
+        mode = self.cfg["report"]["save_images"]
+        return mode == "all" or (mode == "first" and run.run in ("img0", "source", "all"))
+
+    # ---- where things live ---------------------------------------------------------------------------
+    def dataset_dir(self, name: str) -> Path:
+        return self.data / name
+
+    def manifest(self, name: str) -> Path:
+        return self.data / name / "manifest.json"
+
+    def split_dir(self, task: str, role: str) -> Path:
+        """role: source (source train split), pool, train (fine-tune pairs) or test (target)."""
+        t = self.tasks[task]
+        if role == "source":
+            return self.data / t["source"] / t["source_split"]
+        return self.data / t["target"] / t[f"{role}_split"]
+
+    def source_split(self, dataset: str) -> str:
+        """Training split of a source dataset (the first task naming it decides)."""
+        return next(t["source_split"] for t in self.tasks.values() if t["source"] == dataset)
+
+    def pretrained_model(self, backbone: str, source: str) -> Path:
+        return self.results / "pretrain" / backbone / f"{source}.safetensors"
+
+    def labels(self, dataset: str, index: int) -> Path:
+        return self.results / "masks" / dataset / f"img{index}.npz"
+
+    def adapt_dir(self, run: Run) -> Path:
+        return self.results / "adapt" / run.backbone / run.task / run.variant / run.run
+
+    def eval_dir(self, run: Run) -> Path:
+        return self.results / "eval" / run.backbone / run.task / run.variant / run.run
+
+    def metrics_dir(self) -> Path:
+        return self.results / "metrics"
+
+    def tables_dir(self) -> Path:
+        return self.results / "tables"
+
+    def figures_dir(self) -> Path:
+        return self.results / "figures"

@@ -1,0 +1,120 @@
+"""`ioda report`: results/summary.md — what ran, on what, how long, the tables, links to the figures."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from ioda.config import load_config
+from ioda.errors import IodaError
+from ioda.files import write_text
+from ioda.report.figures import FIGURES
+from ioda.report.plan import Plan
+from ioda.runtime import setup_logging
+
+FIGURE_CAPTIONS = {
+    "fig1_bars": "Fig. 1 — PSNR of the source model vs + IODA per backbone",
+    "fig4_tsne": "Fig. 4 — t-SNE of encoder features of one target image under three sampling schemes",
+    "fig8_visuals": "Figs. 8-9 — visual comparison on a crop of the first test image",
+    "curves": "PSNR vs adaptation step (oracle: uses target HR, never picks the model)",
+}
+
+
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise IodaError(f"{path}: file not found (expected {what})")
+    return pd.read_csv(path)
+
+
+def render(plan: Plan, out: Path) -> str:
+    cfg = plan.cfg
+    runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
+    untrained = bool(runs["untrained_encoder"].astype(bool).any()) if len(runs) else False
+    lines = [f"# IODA reproduction — {cfg['run']['name']}", ""]
+    if not cfg["run"]["paper"] or untrained:
+        lines += [
+            "> **This is not the paper's experiment.** "
+            + ("The (Alpha-)CLIP encoder was **untrained** in these runs, so adaptation follows a meaningless "
+               "direction: the numbers below test the pipeline end to end and are **not** the paper's numbers. "
+               if untrained else "")
+            + ("The configuration is not the paper's (small synthetic datasets, tiny backbones, few steps); "
+               "for the reproduction run `snakemake --configfile config/paper.yaml`." if not cfg["run"]["paper"] else ""),
+            "",
+        ]
+    # What ran, on what.
+    lines += ["## What ran", ""]
+    lines.append(f"- Datasets: {', '.join(cfg['datasets'])}")
+    for name, bb in cfg["backbones"].items():
+        how = f"official weights `{bb['weights']}`" if bb.get("weights") else "pre-trained here"
+        lines.append(f"- Backbone `{name}`: preset {bb['preset']}, {how}")
+    for name, t in plan.tasks.items():
+        lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
+                     f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
+    a, enc = cfg["adapt"], cfg["encoder"]
+    lines.append(f"- Adaptation: {a['steps']} steps, batch {a['batch_size']}, LR patch {a['lr_patch']}, Adam lr {a['lr']}, "
+                 f"betas {tuple(a['betas'])}, loss `{a['loss']}`, CLIP input `{a['clip_input']}`; fixed step budget "
+                 "(no model selection on target HR)")
+    lines.append(f"- Encoder: `{enc['name']}`" + (f", weights `{enc['weights']}`" if enc["weights"] else "")
+                 + (f", Alpha-CLIP `{enc['alpha_weights']}`" if enc["alpha_weights"] else "")
+                 + (" — **untrained**" if untrained else ""))
+    lines.append(f"- Masks: `{cfg['masks']['source']}`" + (f" ({cfg['masks']['sam_model']})" if cfg["masks"]["source"] == "sam" else ""))
+    lines.append(f"- Runs: {len(runs)} evaluations in {runs.groupby(['task', 'backbone', 'variant']).ngroups} cells; "
+                 f"seed {cfg['run']['seed']}")
+    # How long.
+    secs = runs["seconds"].dropna() if "seconds" in runs else pd.Series(dtype=float)
+    lines += ["", "## How long", ""]
+    if len(secs):
+        hw = sorted({h for h in runs["hardware"].dropna().astype(str) if h})
+        lines.append(f"- Adaptation: {secs.sum() / 60:.2f} min in total over {len(secs)} runs "
+                     f"(mean {secs.mean():.1f} s, max {secs.max():.1f} s per run) on {', '.join(hw) or 'unknown hardware'}")
+    bench = Path("logs/benchmarks")
+    if bench.is_dir():
+        total = 0.0
+        for tsv in bench.rglob("*.tsv"):
+            try:
+                total += float(pd.read_csv(tsv, sep="\t")["s"].iloc[0])
+            except Exception:  # a malformed benchmark file must not break the report
+                continue
+        lines.append(f"- Wall time of all benchmarked jobs (Snakemake `benchmark:` files, summed): {total / 60:.2f} min")
+    # Tables.
+    lines += ["", "## Tables", ""]
+    for name in sorted(plan.tables):
+        md = plan.tables_dir() / f"{name}.md"
+        if not md.is_file():
+            raise IodaError(f"{md}: file not found (expected the output of `ioda tables`)")
+        rel = os.path.relpath(plan.tables_dir(), out.parent)
+        lines += [md.read_text().rstrip(), "", f"({rel}/{name}.csv, .md, .tex)", ""]
+    # Figures.
+    lines += ["## Figures", ""]
+    for name in FIGURES:
+        png = plan.figures_dir() / f"{name}.png"
+        if png.is_file():
+            rel = os.path.relpath(png, out.parent)
+            lines.append(f"- [{FIGURE_CAPTIONS[name]}]({rel}) ([PDF]({rel[:-4]}.pdf))")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ioda report", description=__doc__)
+    p.add_argument("--config", required=True, help="params file (params.yaml or the workflow's results/config.json)")
+    p.add_argument("--out", help="default: <results_dir>/summary.md")
+    p.add_argument("--log", help="also log to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = setup_logging(args.log)
+    plan = Plan(load_config(args.config))
+    out = Path(args.out) if args.out else plan.results / "summary.md"
+    write_text(out, render(plan, out))
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Package data: the JSON schema of params.yaml (params.schema.yaml)."""

@@ -1,0 +1,100 @@
+"""`ioda pretrain`: supervised L1 pre-training of a backbone preset on a source split, or import of the
+authors' official weights (checksum + architecture/scale/size verified) into our safetensors format.
+
+The final model is written once, atomically, at the end; the resumable training checkpoint lives next
+to it as `<out>.ckpt` (kept after success so a longer run can extend it with --resume)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ioda.archs import build_model, get_preset, load_model, preset_names, save_model
+from ioda.data.pairs import PairedPatches, list_pairs
+from ioda.errors import IodaError
+from ioda.files import sha256_file, write_json
+from ioda.runtime import resolve_device, seed_everything, setup_logging
+from ioda.train.supervised import SCHEDULERS, train_supervised
+
+# PairedPatches draws crop i from (seed, i): one distinct crop per sample up to this many, then repeats
+MAX_DISTINCT_SAMPLES = 1 << 24
+
+
+def checkpoint_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ioda pretrain", description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", required=True, choices=preset_names())
+    ap.add_argument("--out", required=True, help="output model, .safetensors")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", help="split folder with HR/ and LR_x<scale>/")
+    src.add_argument("--weights", help="official .pth/.safetensors to import instead of training")
+    ap.add_argument("--sha256", help="expected SHA-256 of --weights")
+    ap.add_argument("--steps", type=int, help="Adam updates (default: the preset's recipe)")
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--lr-patch", type=int, help="LR patch size (HR = patch * scale)")
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--beta2", type=float, default=0.99)
+    ap.add_argument("--scheduler", choices=SCHEDULERS)
+    ap.add_argument("--ckpt-every", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    ap.add_argument("--log", help="log file")
+    ap.add_argument("--log-csv", help="per-step CSV (step, loss, lr)")
+    ap.add_argument("--summary-json", help="write run facts (steps, loss, seconds) here")
+    return ap
+
+
+def import_weights(weights: str, preset: str, out: str, sha256: str | None, log) -> dict:
+    if sha256:
+        got = sha256_file(weights) if Path(weights).is_file() else None
+        if got is None:
+            raise IodaError(f"{weights}: file not found (expected the official weights of preset {preset})")
+        if got.lower() != sha256.lower():
+            raise IodaError(f"{weights}: SHA-256 is {got}, expected {sha256.lower()}")
+    loaded = load_model(weights, preset=preset)  # refuses other arch/scale/size
+    save_model(loaded.module, out, preset, meta={"source": Path(weights).name, "imported": True})
+    log.info("imported %s (%s x%d) as %s", weights, loaded.arch, loaded.scale, out)
+    return {"mode": "import", "weights": str(weights), "sha256": sha256_file(weights), "preset": preset}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    log = setup_logging(args.log)
+    p = get_preset(args.preset)
+    if args.weights:
+        facts = import_weights(args.weights, args.preset, args.out, args.sha256, log)
+    else:
+        if args.sha256:
+            raise IodaError("--sha256: only meaningful with --weights")
+        recipe = p.recipe
+        steps = args.steps or recipe["steps"]
+        batch = args.batch_size or recipe["batch_size"]
+        patch = args.lr_patch or recipe["lr_patch"]
+        lr = args.lr or recipe["lr"]
+        sched = args.scheduler or recipe["scheduler"]
+        device = resolve_device(args.device)
+        seed_everything(args.seed)
+        pairs = list_pairs(args.data, p.scale)
+        data = PairedPatches(pairs, p.scale, patch, seed=args.seed, length=min(steps * batch, MAX_DISTINCT_SAMPLES))
+        model = build_model(args.preset, seed=args.seed)
+        log.info("pretraining %s on %s (%d images): %d steps, batch %d, LR patch %d, lr %g (%s), device %s",
+                 args.preset, args.data, len(pairs), steps, batch, patch, lr, sched, device)
+        result = train_supervised(
+            model, data, steps=steps, batch_size=batch, lr=lr, betas=(0.9, args.beta2), scheduler=sched,
+            seed=args.seed, device=device, ckpt_path=checkpoint_path(args.out), resume=args.resume,
+            log_csv=args.log_csv, ckpt_every=args.ckpt_every, desc=f"pretrain {args.preset}",
+        )
+        meta = {"data": str(args.data), "steps": steps, "batch_size": batch, "lr_patch": patch, "lr": lr,
+                "scheduler": sched, "seed": args.seed}
+        save_model(model.cpu(), args.out, args.preset, meta=meta)
+        facts = {"mode": "train", "preset": args.preset, **meta, **result, "device": str(device)}
+        log.info("wrote %s (final loss %.5f)", args.out, result["final_loss"])
+    if args.summary_json:
+        write_json(args.summary_json, facts)
+    return 0

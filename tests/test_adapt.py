@@ -1,0 +1,194 @@
+"""The adaptation engine end to end on tiny parts: trainer, checkpoint/resume, every variant, the CLI, bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+
+from ioda.adapt.batches import DirectionSampler, SourcePool
+from ioda.adapt.cli import main as adapt_main
+from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
+from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.archs import build_model, load_model, save_model
+from ioda.clip import build_encoder
+from ioda.data.imresize import imresize
+from ioda.data.pairs import list_pairs
+from ioda.errors import IodaError
+from ioda.imageio import read_image, write_image
+from ioda.masks import save_label_map
+
+SCALE, PATCH = 4, 16
+
+
+def _split(root: Path, images: list[np.ndarray]) -> Path:
+    for i, hr in enumerate(images):
+        write_image(root / "HR" / f"im{i}.png", hr)
+        write_image(root / f"LR_x{SCALE}" / f"im{i}.png", imresize(hr, 1 / SCALE))
+    return root
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapt")
+    astro, coffee = skdata.astronaut(), skdata.coffee()
+    source = _split(root / "source", [astro[:128, :128], astro[256:384, 256:384], coffee[:128, 200:328]])
+    cat = skdata.chelsea()[:256, :256]
+    rng = np.random.default_rng(0)
+    noisy = np.clip(imresize(cat, 1 / SCALE).astype(float) + rng.normal(0, 8, (64, 64, 3)), 0, 255).astype(np.uint8)
+    photo = root / "photo.png"
+    write_image(photo, noisy)
+    target_train = _split(root / "target_train", [cat[:128, :128], cat[128:, 128:]])
+    ckpt = root / "safmn_tiny.safetensors"
+    save_model(build_model("safmn_tiny", seed=0), ckpt, preset="safmn_tiny")
+    labels = np.zeros((64, 64), np.int32)
+    labels[:32, :40], labels[32:, :], labels[:32, 40:] = 1, 2, 3
+    save_label_map(root / "labels.npz", labels, {"source": "test"})
+    return {"root": root, "source": source, "photo": photo, "ckpt": ckpt, "target_train": target_train,
+            "labels": root / "labels.npz", "labels_arr": labels}
+
+
+def _trainer(world, tmp_path, variant="ioda", steps=20, lr=1e-3, seed=0, ckpt_every=10):
+    model_s = load_model(world["ckpt"]).module
+    enc = build_encoder("tiny", seed=0)
+    v = get_variant(variant)
+    source = SourcePool(list_pairs(world["source"], SCALE), SCALE, need_hr=v.reference == "hr")
+    sampler = DirectionSampler(read_image(world["photo"]), world["labels_arr"], source, scale=SCALE, lr_patch=PATCH,
+                               batch_size=2, region=v.region, occlusion=v.occlusion, seed=seed)
+    settings = AdaptSettings(steps=steps, batch_size=2, lr_patch=PATCH, lr=lr, seed=seed, ckpt_every=ckpt_every,
+                             log_every=5)
+    return DirectionTrainer(model_s, enc, sampler, v, settings, torch.device("cpu"), tmp_path)
+
+
+def _fixed_loss(trainer, batch):
+    with torch.no_grad():
+        n = batch.lr_t.shape[0]
+        e_lr = trainer._encode(torch.cat([batch.lr_s, batch.lr_t]), torch.cat([torch.ones_like(batch.alpha_t),
+                                                                               batch.alpha_t]))
+        e_sr_s = trainer._encode(trainer.model_s(batch.lr_s).clamp(0, 1) * batch.keep_s_hr, None)
+        e_sr_t = trainer._encode(trainer.model_t(batch.lr_t).clamp(0, 1) * batch.keep_t_hr, batch.alpha_t_hr)
+        return trainer.loss_fn(e_lr[:n], e_lr[n:], e_sr_s, e_sr_t).item()
+
+
+def test_training_lowers_the_loss_and_only_moves_the_target_model(world, tmp_path):
+    torch.manual_seed(0)
+    tr = _trainer(world, tmp_path, variant="image_guided", steps=20, lr=2e-3)
+    probe = DirectionSampler(read_image(world["photo"]), None, tr.sampler.source, scale=SCALE, lr_patch=PATCH,
+                             batch_size=8, seed=123).sample()
+    before = _fixed_loss(tr, probe)
+    source_before = {k: v.clone() for k, v in tr.model_s.state_dict().items()}
+    stats = tr.run()
+    after = _fixed_loss(tr, probe)
+    assert after < before, (before, after)
+    assert stats["steps"] == 20 and len(tr.loss_rows) == 20
+    for k, v in tr.model_s.state_dict().items():
+        assert torch.equal(v, source_before[k]), f"M_S changed at {k}"
+    moved = [k for k, v in tr.model_t.state_dict().items() if not torch.equal(v, source_before[k])]
+    assert moved, "gradients never reached M_T through the encoder"
+
+
+def test_resume_is_bit_exact(world, tmp_path):
+    torch.manual_seed(0)
+    full = _trainer(world, tmp_path / "full", steps=20)
+    full.run()
+    torch.manual_seed(0)
+    part = _trainer(world, tmp_path / "part", steps=10)
+    part.run()
+    assert (tmp_path / "part" / "checkpoint.pt").exists()
+    torch.manual_seed(999)  # a different global state must not matter: the checkpoint carries the RNG states
+    resumed = _trainer(world, tmp_path / "part", steps=20)
+    resumed.run(resume=True)
+    assert resumed.step == 20
+    for (k, a), b in zip(full.model_t.state_dict().items(), resumed.model_t.state_dict().values()):
+        assert torch.equal(a, b), f"resume diverged at {k}"
+    assert [v for _, v in full.loss_rows] == [v for _, v in resumed.loss_rows]
+
+
+def test_same_seed_same_weights_different_seed_different(world, tmp_path):
+    runs = []
+    for i, seed in enumerate((0, 0, 1)):
+        torch.manual_seed(0)
+        t = _trainer(world, tmp_path / str(i), steps=4, seed=seed)
+        t.run()
+        runs.append(torch.cat([p.flatten() for p in t.model_t.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(world, tmp_path, monkeypatch):
+    tr = _trainer(world, tmp_path, steps=20, ckpt_every=5)
+    calls = {"n": 0}
+    real = tr.loss_fn
+
+    def poisoned(*a):
+        calls["n"] += 1
+        loss = real(*a)
+        return loss * float("nan") if calls["n"] > 7 else loss
+
+    tr.loss_fn = poisoned
+    with pytest.raises(IodaError, match="loss became nan at step 8.*last good checkpoint"):
+        tr.run()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 5
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_runs_two_steps_through_the_cli(world, tmp_path, variant):
+    out = tmp_path / variant
+    args = [str(world["photo"]), "--model", str(world["ckpt"]), "--out-dir", str(out), "--variant", variant,
+            "--source-data", str(world["source"]), "--labels", str(world["labels"]), "--encoder", "tiny",
+            "--steps", "2", "--lr-patch", str(PATCH), "--target-train", str(world["target_train"]), "--device", "cpu"]
+    assert adapt_main(args) == 0
+    report = json.loads((out / "adapt.json").read_text())
+    assert report["variant"]["name"] == variant
+    assert report["stats"]["steps"] == (0 if variant == "baseline" else 2)
+    sr = read_image(out / "sr.png")
+    assert sr.shape == (64 * SCALE, 64 * SCALE, 3)
+    adapted = load_model(out / "model.safetensors", preset="safmn_tiny")
+    assert adapted.scale == SCALE
+    assert not (out / "checkpoint.pt").exists()
+    if variant not in ("baseline", "finetune", "zssr"):
+        assert report["encoder"]["untrained"] is True
+        log = (out / "train_log.csv").read_text().splitlines()
+        assert log[0] == "step,loss" and len(log) == 3
+
+
+def test_cli_computes_superpixel_labels_and_oracle_curve(world, tmp_path):
+    out = tmp_path / "run"
+    args = [str(world["photo"]), "--model", str(world["ckpt"]), "--out-dir", str(out), "--source-data",
+            str(world["source"]), "--encoder", "tiny", "--steps", "4", "--lr-patch", str(PATCH),
+            "--eval-data", str(world["target_train"]), "--eval-every", "2", "--device", "cpu"]
+    assert adapt_main(args) == 0
+    assert (out / "labels.npz").exists()
+    curve = (out / "curve.csv").read_text().splitlines()
+    assert curve[0] == "step,psnr,ssim" and [r.split(",")[0] for r in curve[1:]] == ["2", "4"]
+    assert all(np.isfinite(float(r.split(",")[1])) for r in curve[1:])
+
+
+def _bad(world, tmp_path, *extra, photo=None):
+    out = tmp_path / "bad"
+    args = [str(photo or world["photo"]), "--model", str(world["ckpt"]), "--out-dir", str(out), "--source-data",
+            str(world["source"]), "--encoder", "tiny", "--steps", "2", "--lr-patch", str(PATCH), *extra]
+    with pytest.raises(IodaError) as err:
+        adapt_main(args)
+    assert not out.exists(), "a failed run left output behind"
+    return str(err.value)
+
+
+def test_bad_inputs_fail_cleanly(world, tmp_path):
+    small = tmp_path / "small.png"
+    write_image(small, np.zeros((10, 12, 3), np.uint8))
+    assert "smaller than the LR patch size 16" in _bad(world, tmp_path, photo=small)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(Path(world["photo"]).read_bytes()[:200])
+    assert "corrupt.png" in _bad(world, tmp_path, photo=corrupt)
+    wrong = tmp_path / "wrong.npz"
+    save_label_map(wrong, np.ones((10, 10), np.int32), {"source": "test"})
+    assert "wrong.npz" in _bad(world, tmp_path, "--labels", str(wrong))
+    assert "no_such_clip.pt" in _bad(world, tmp_path, "--encoder-weights", str(tmp_path / "no_such_clip.pt"))
+    assert "no_such_sam.pth" in _bad(world, tmp_path, "--mask-source", "sam", "--sam-checkpoint",
+                                     str(tmp_path / "no_such_sam.pth"))
+    assert "finetune" in _bad(world, tmp_path, "--variant", "finetune")
+    assert "hat_tiny" in _bad(world, tmp_path, "--preset", "hat_tiny")

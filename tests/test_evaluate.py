@@ -1,0 +1,140 @@
+"""`ioda evaluate` / evaluate_model: metrics per image match direct computation, inf handling,
+refusals with nothing written, bicubic reference row, saved images, tiled inference."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from ioda import cli
+from ioda.archs import build_model, save_model
+from ioda.errors import IodaError
+from ioda.evaluate import evaluate_model
+from ioda.metrics import calculate_psnr, calculate_ssim
+
+
+class Nearest(nn.Module):
+    """x4 nearest-neighbour upsampling: a model whose output the test can compute by hand."""
+
+    def forward(self, x):
+        return x.repeat_interleave(4, 2).repeat_interleave(4, 3)
+
+
+def _write(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def make_split(root, exact_stem="b_exact"):
+    """Two textured pairs plus one whose HR is exactly the nearest upsampling of its LR (PSNR inf)."""
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(12, 16), (14, 12)]):
+        hr = rng.integers(0, 256, (h * 4, w * 4, 3)).astype(np.uint8)
+        lr = hr.reshape(h, 4, w, 4, 3).mean((1, 3)).round().astype(np.uint8)
+        _write(root / "HR" / f"a{i}.png", hr)
+        _write(root / "LR_x4" / f"a{i}.png", lr)
+    lr = rng.integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    _write(root / "LR_x4" / f"{exact_stem}.png", lr)
+    _write(root / "HR" / f"{exact_stem}.png", lr.repeat(4, 0).repeat(4, 1))
+    return root
+
+
+@pytest.fixture
+def split(tmp_path):
+    return make_split(tmp_path / "test")
+
+
+def test_rows_match_direct_metrics_and_inf_is_counted(split):
+    rows, summary = evaluate_model(Nearest(), split, 4)
+    assert [r["image"] for r in rows] == ["a0", "a1", "b_exact"]
+    for r in rows[:2]:
+        lr = np.asarray(Image.open(split / "LR_x4" / f"{r['image']}.png"))
+        hr = np.asarray(Image.open(split / "HR" / f"{r['image']}.png"))
+        sr = lr.repeat(4, 0).repeat(4, 1)
+        assert r["psnr"] == pytest.approx(calculate_psnr(sr, hr, 4), abs=1e-12)
+        assert r["ssim"] == pytest.approx(calculate_ssim(sr, hr, 4), abs=1e-12)
+        assert (r["hr_width"], r["hr_height"]) == (r["lr_width"] * 4, r["lr_height"] * 4)
+    assert rows[2]["psnr"] == math.inf and rows[2]["ssim"] == pytest.approx(1.0)
+    assert summary["n"] == 3 and summary["n_inf"] == 1
+    assert summary["mean_psnr"] == pytest.approx((rows[0]["psnr"] + rows[1]["psnr"]) / 2)
+    assert summary["mean_ssim"] == pytest.approx(np.mean([r["ssim"] for r in rows]))
+    assert summary["crop_border"] == 4 and summary["test_y_channel"] is True
+    # other crop / RGB scoring are passed through
+    rows2, s2 = evaluate_model(Nearest(), split, 4, crop_border=0, test_y_channel=False)
+    sr0 = np.asarray(Image.open(split / "LR_x4" / "a0.png")).repeat(4, 0).repeat(4, 1)
+    hr0 = np.asarray(Image.open(split / "HR" / "a0.png"))
+    assert rows2[0]["psnr"] == pytest.approx(calculate_psnr(sr0, hr0, 0, test_y_channel=False))
+    assert s2["crop_border"] == 0 and s2["test_y_channel"] is False
+
+
+def test_tiled_evaluation_matches_for_a_pointwise_model(split):
+    whole, _ = evaluate_model(Nearest(), split, 4)
+    tiled, s = evaluate_model(Nearest(), split, 4, tile=5)
+    assert [r["psnr"] for r in whole] == [r["psnr"] for r in tiled] and s["tile"] == 5
+
+
+def test_size_mismatch_names_both_files_and_writes_nothing(split, tmp_path):
+    _write(split / "HR" / "a1.png", np.zeros((10, 10, 3), np.uint8))
+    save = tmp_path / "sr"
+    with pytest.raises(IodaError, match=r"HR/a1\.png: HR size 10x10 does not match LR .*LR_x4/a1\.png"):
+        evaluate_model(Nearest(), split, 4, save_dir=save)
+    assert not save.exists()  # a0's image had been written: removed again
+    csv_p, json_p = tmp_path / "r.csv", tmp_path / "r.json"
+    rc = cli.main(["evaluate", "--model", "bicubic", "--data", str(split), "--out-csv", str(csv_p),
+                   "--out-json", str(json_p), "--save-images", str(save)])
+    assert rc == 2 and not csv_p.exists() and not json_p.exists() and not save.exists()
+
+
+def test_cli_with_checkpoint_writes_csv_json_and_images(split, tmp_path):
+    model_p = tmp_path / "m.safetensors"
+    net = build_model("safmn_tiny", seed=0)
+    save_model(net, model_p, "safmn_tiny")
+    csv_p, json_p, save = tmp_path / "o" / "r.csv", tmp_path / "o" / "r.json", tmp_path / "sr"
+    rc = cli.main(["evaluate", "--model", str(model_p), "--preset", "safmn_tiny", "--data", str(split),
+                   "--out-csv", str(csv_p), "--out-json", str(json_p), "--save-images", str(save),
+                   "--device", "cpu", "--log", str(tmp_path / "e.log")])
+    assert rc == 0
+    rows = list(csv.DictReader(open(csv_p)))
+    assert [r["image"] for r in rows] == ["a0", "a1", "b_exact"]
+    summary = json.loads(json_p.read_text())
+    assert summary["preset"] == "safmn_tiny" and summary["arch"] == "SAFMN" and summary["n"] == 3
+    assert len(summary["model_sha256"]) == 64 and summary["device"] == "cpu"
+    assert summary["mean_psnr"] == pytest.approx(np.mean([float(r["psnr"]) for r in rows]), abs=1e-5)
+    # the saved image is the model's rounded output, and scoring it again gives the CSV value
+    sr = np.asarray(Image.open(save / "a0.png"))
+    hr = np.asarray(Image.open(split / "HR" / "a0.png"))
+    assert sr.shape == hr.shape
+    lr_t = torch.from_numpy(np.asarray(Image.open(split / "LR_x4" / "a0.png"))).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        direct = (net.eval()(lr_t).clamp(0, 1) * 255).round().byte()[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(sr, direct)
+    assert float(rows[0]["psnr"]) == pytest.approx(calculate_psnr(sr, hr, 4), abs=1e-5)
+    assert "PSNR" in (tmp_path / "e.log").read_text()
+
+
+def test_bicubic_reference_row(split, tmp_path):
+    from ioda.data.imresize import imresize
+
+    csv_p, json_p = tmp_path / "b.csv", tmp_path / "b.json"
+    assert cli.main(["evaluate", "--model", "bicubic", "--data", str(split), "--out-csv", str(csv_p),
+                     "--out-json", str(json_p)]) == 0
+    summary = json.loads(json_p.read_text())
+    assert summary["model"] == "bicubic" and summary["scale"] == 4 and summary["model_sha256"] is None
+    lr = np.asarray(Image.open(split / "LR_x4" / "a0.png"))
+    hr = np.asarray(Image.open(split / "HR" / "a0.png"))
+    row = next(csv.DictReader(open(csv_p)))
+    assert float(row["psnr"]) == pytest.approx(calculate_psnr(imresize(lr, 4), hr, 4), abs=1e-5)
+
+
+def test_wrong_preset_for_checkpoint_is_refused(split, tmp_path, capsys):
+    model_p = tmp_path / "h.safetensors"
+    save_model(build_model("hat_tiny", seed=0), model_p, "hat_tiny")
+    rc = cli.main(["evaluate", "--model", str(model_p), "--preset", "safmn_tiny", "--data", str(split),
+                   "--out-csv", str(tmp_path / "x.csv"), "--out-json", str(tmp_path / "x.json")])
+    assert rc == 2 and "checkpoint is HAT x4, expected SAFMN x4" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

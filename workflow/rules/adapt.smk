@@ -1,0 +1,56 @@
+# Stage 4: one adaptation per backbone x task x variant x target image (the `baseline` cell needs none).
+
+
+rule adapt:
+    input:
+        unpack(adapt_inputs),
+    output:
+        model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",
+        info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
+        losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
+    params:
+        pick=adapt_photo,
+        out_dir=lambda wc, output: os.path.dirname(output.model),
+        source_data=lambda wc: str(PLAN.split_dir(wc.task, "source")),
+        steps=adapt_steps,
+        batch_size=config["adapt"]["batch_size"],
+        lr_patch=config["adapt"]["lr_patch"],
+        lr=config["adapt"]["lr"],
+        betas=" ".join(str(b) for b in config["adapt"]["betas"]),
+        loss=config["adapt"]["loss"],
+        clip_input=config["adapt"]["clip_input"],
+        seed=config["run"]["seed"],
+        device=DEVICE,
+        extra=adapt_extra,
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/adapt/{backbone}/{task}/{variant}/{run}.log",
+    benchmark:
+        "logs/benchmarks/adapt/{backbone}/{task}/{variant}/{run}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=120,
+    shell:
+        '{params.pick}OMP_NUM_THREADS={threads} {IODA} adapt "$img" --model {input.model} '
+        "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
+        "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
+        "--betas {params.betas} --loss {params.loss} --clip-input {params.clip_input} --seed {params.seed} "
+        "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
+
+
+# Runs of the report.curves cell also write the oracle PSNR-vs-step curve (adapt --eval-every): the same rule
+# with one more output, chosen for exactly those runs.
+use rule adapt as adapt_with_curve with:
+    output:
+        model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",
+        info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
+        losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
+        curve=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/curve.csv",
+    wildcard_constraints:
+        **CURVE_CONSTRAINTS,
+
+
+ruleorder: adapt_with_curve > adapt

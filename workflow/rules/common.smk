@@ -1,0 +1,228 @@
+# Helpers shared by all rules. The run list and file layout come from ioda.report.plan, the same code the
+# report commands use, so the workflow and the tables never disagree on which runs exist.
+import json
+import os
+import re
+import shlex
+import shutil
+
+from snakemake.exceptions import WorkflowError
+
+from ioda.config import validate as ioda_validate
+from ioda.errors import IodaError
+from ioda.report.plan import NEEDS_LABELS, Plan, Run
+
+try:
+    # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
+    # cross-checks (a table naming an unknown task, ...) that a JSON schema cannot express.
+    ioda_validate(config, "config")
+    PLAN = Plan(config)
+except IodaError as err:
+    raise WorkflowError(str(err))
+
+# `python -m ioda` rather than the `ioda` script: works from a fresh clone (repo root on the path) as well
+# as from an installed package.
+IODA = "python -m ioda"
+DATA = str(PLAN.data)
+RES = str(PLAN.results)
+SCALE = PLAN.scale
+DEVICE = config["run"]["device"]
+THREADS = config["run"]["threads"]
+# The `gpu` resource serialises GPU jobs (profiles/default sets gpu: 1). On a CPU-only machine the jobs
+# must not be serialised, so they claim no gpu there ("auto" looks for the NVIDIA driver's tool, cheaply).
+GPU = 0 if DEVICE == "cpu" or (DEVICE == "auto" and not shutil.which("nvidia-smi")) else 1
+# Every rule's software (with --use-conda; otherwise the current environment, e.g. the venv, runs them).
+CONDA_ENV = "../envs/ioda.yaml"
+# The report commands read the config as this run sees it (configfile + --config overrides), validated and
+# with defaults filled in, from this file (rule effective_config).
+EFFECTIVE_CONFIG = f"{RES}/config.json"
+
+def _exactly(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+_curve = config["report"]["curves"] if config["adapt"]["eval_every"] > 0 else None
+# Wildcard constraints that match exactly the runs of the report.curves cell ("(?!)" matches nothing).
+CURVE_CONSTRAINTS = {
+    "backbone": _exactly([_curve["backbone"]] if _curve else []),
+    "task": _exactly([_curve["task"]] if _curve else []),
+    "variant": _exactly([v for v in _curve["variants"] if v != "baseline"] if _curve else []),
+}
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    backbone=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    source=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    variant=r"[a-z_]+",
+    run=r"img[0-9]+|source|all",
+    index=r"[0-9]+",
+
+
+def run_of(wc):
+    return Run(wc.task, wc.backbone, wc.variant, wc.run)
+
+
+def task_cfg(wc):
+    return PLAN.tasks[wc.task]
+
+
+def pick_image(folder, index):
+    """Shell snippet: path of the index-th PNG (what `ioda prepare` writes; sorted by name, as
+    ioda.imageio.list_images sorts) in folder, or a one-line error naming the folder. The names are known
+    only once `ioda prepare` has run, so the job looks them up."""
+    folder = shlex.quote(str(folder))
+    return (
+        f"img=$(find {folder} -maxdepth 1 -type f -name '*.png' ! -name '.*' | LC_ALL=C sort | sed -n '{int(index) + 1}p'); "
+        f'[ -n "$img" ] || {{ echo "{folder}: fewer than {int(index) + 1} images (target image {index} requested)" >&2; exit 2; }}; '
+    )
+
+
+# ---- file lists for the target rules ----------------------------------------------------------------
+def all_manifests():
+    return [str(PLAN.manifest(d)) for d in config["datasets"]]
+
+
+def all_pretrained():
+    return [str(PLAN.pretrained_model(b, s)) for b, s in PLAN.pretrained()]
+
+
+def all_labels():
+    return [str(PLAN.labels(d, i)) for d, i in PLAN.masks_needed()]
+
+
+def all_adapted():
+    return [str(PLAN.adapt_dir(r) / "model.safetensors") for r in PLAN.adapt_runs()]
+
+
+def all_evaluated():
+    return [str(PLAN.eval_dir(r) / "summary.json") for r in PLAN.runs()]
+
+
+def curve_files():
+    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r)]
+
+
+def adapt_jsons():
+    return [str(PLAN.adapt_dir(r) / "adapt.json") for r in PLAN.adapt_runs()]
+
+
+def table_names():
+    return sorted(PLAN.tables)
+
+
+def figure_names():
+    names = ["fig1_bars", "fig4_tsne"]
+    if config["report"]["visuals"]:
+        names.append("fig8_visuals")
+    if curve_files():
+        names.append("curves")
+    return names
+
+
+# ---- per-rule input/param functions ---------------------------------------------------------------
+def source_model(wc):
+    return str(PLAN.pretrained_model(wc.backbone, task_cfg(wc)["source"]))
+
+
+def adapt_inputs(wc):
+    t = task_cfg(wc)
+    inputs = {
+        "model": source_model(wc),
+        "source": str(PLAN.manifest(t["source"])),
+        "target": str(PLAN.manifest(t["target"])),
+    }
+    r = run_of(wc)
+    if wc.variant in NEEDS_LABELS:
+        inputs["labels"] = str(PLAN.labels(t["target"], r.image_index))
+    return inputs
+
+
+def eval_model(wc):
+    if wc.variant == "baseline":
+        return source_model(wc)
+    return str(PLAN.adapt_dir(run_of(wc)) / "model.safetensors")
+
+
+def pool_dir(dataset):
+    """LR folder the single target images of `dataset` come from (the same pool split for every task)."""
+    splits = {t["pool_split"] for t in PLAN.tasks.values() if t["target"] == dataset}
+    return PLAN.data / dataset / sorted(splits)[0] / f"LR_x{SCALE}"
+
+
+def spec_option(dataset):
+    spec = config["datasets"][dataset].get("spec")
+    return f"--spec {shlex.quote(json.dumps(spec, sort_keys=True))}" if spec else ""
+
+
+def pretrain_options(wc):
+    bb, p = config["backbones"][wc.backbone], config["pretrain"]
+    if PLAN.uses_official(wc.backbone, wc.source):
+        opts = ["--weights", bb["weights"]] + (["--sha256", bb["sha256"]] if bb["sha256"] else [])
+    else:
+        opts = [
+            "--data", PLAN.data / wc.source / PLAN.source_split(wc.source),
+            "--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"],
+            "--seed", config["run"]["seed"],
+        ]
+    return " ".join(shlex.quote(str(x)) for x in opts)
+
+
+def masks_options():
+    m = config["masks"]
+    opts = ["--source", m["source"]]
+    if m["source"] == "superpixel":
+        opts += ["--segment-area", m["segment_area"]]
+    if m["source"] == "sam":
+        opts += ["--sam-model", m["sam_model"]] + (["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else [])
+    return " ".join(shlex.quote(str(x)) for x in opts)
+
+
+def adapt_photo(wc):
+    """Shell snippet setting $img: the run's target image (fine-tune: the first pair of its training split)."""
+    if wc.variant == "finetune":
+        return pick_image(PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", 0)
+    return pick_image(pool_dir(task_cfg(wc)["target"]), run_of(wc).image_index)
+
+
+def adapt_steps(wc):
+    a = config["adapt"]
+    return {"finetune": a["finetune_steps"], "zssr": a["zssr_steps"]}.get(wc.variant, a["steps"])
+
+
+def adapt_extra(wc, input):
+    """Variant-specific flags. Everything that changes a run's result is a param, so Snakemake reruns it."""
+    r, t, a, enc = run_of(wc), task_cfg(wc), config["adapt"], config["encoder"]
+    opts = ["--encoder", enc["name"]]
+    for flag, key in (("--encoder-weights", "weights"), ("--alpha-weights", "alpha_weights")):
+        if enc[key]:
+            opts += [flag, enc[key]]
+    if "labels" in input.keys():
+        opts += ["--labels", input.labels]
+    if wc.variant == "text_guided" and t["prompts"]:
+        opts += ["--prompts", *t["prompts"]]
+    if wc.variant == "finetune":
+        opts += ["--target-train", PLAN.split_dir(wc.task, "train")]
+    if PLAN.curve_cell(r):
+        opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"]]
+    return " ".join(shlex.quote(str(x)) for x in opts)
+
+
+def figure_inputs(wc):
+    inputs = {"config": EFFECTIVE_CONFIG}
+    if wc.figure == "fig1_bars":
+        inputs["cells"] = f"{RES}/metrics/aggregate.csv"
+    elif wc.figure == "fig4_tsne":
+        task = PLAN.tsne_task()
+        target = PLAN.tasks[task]["target"]
+        inputs["data"] = str(PLAN.manifest(target))
+        inputs["labels"] = str(PLAN.labels(target, 0))
+    elif wc.figure == "curves":
+        inputs["curves"] = curve_files()
+    elif wc.figure == "fig8_visuals":
+        cell = config["report"]["visuals"]
+        inputs["evals"] = [
+            str(PLAN.eval_dir(Run(cell["task"], cell["backbone"], v, PLAN.run_ids(cell["task"], v)[0])) / "summary.json")
+            for v in cell["variants"]
+        ]
+    return inputs

@@ -1,0 +1,31 @@
+# Stage 5: PSNR/SSIM (Y channel, border = scale) of every adapted model, and of the source model (baseline),
+# on the whole target test split.
+
+
+rule evaluate:
+    input:
+        model=eval_model,
+        data=lambda wc: str(PLAN.manifest(task_cfg(wc)["target"])),
+    output:
+        per_image=f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/per_image.csv",
+        summary=f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/summary.json",
+        images=directory(f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/images"),
+    params:
+        test=lambda wc: str(PLAN.split_dir(wc.task, "test")),
+        save=lambda wc, output: f"--save-images {output.images}" if PLAN.keeps_images(run_of(wc)) else "",
+        device=DEVICE,
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/evaluate/{backbone}/{task}/{variant}/{run}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{backbone}/{task}/{variant}/{run}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "OMP_NUM_THREADS={threads} {IODA} evaluate --model {input.model} --data {params.test} "
+        "--out-csv {output.per_image} --out-json {output.summary} {params.save} --device {params.device} "
+        "> {log} 2>&1 && mkdir -p {output.images}"

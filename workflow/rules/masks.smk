@@ -1,0 +1,24 @@
+# Stage 3: the instance label map of each single target image (SAM, or superpixels offline), computed once.
+
+
+rule masks:
+    input:
+        data=f"{DATA}/{{dataset}}/manifest.json",
+    output:
+        labels=f"{RES}/masks/{{dataset}}/img{{index}}.npz",
+    params:
+        pick=lambda wc: pick_image(pool_dir(wc.dataset), int(wc.index)),
+        how=masks_options(),
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/masks/{dataset}/img{index}.log",
+    benchmark:
+        "logs/benchmarks/masks/{dataset}/img{index}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU if config["masks"]["source"] == "sam" else 0,
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        '{params.pick}OMP_NUM_THREADS={threads} {IODA} masks "$img" --out {output.labels} {params.how} > {log} 2>&1'

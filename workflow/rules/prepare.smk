@@ -1,0 +1,23 @@
+# Stage 1: datasets (download/verify or build the offline demo; LR degradation is part of `ioda prepare`).
+
+
+rule prepare:
+    output:
+        manifest=f"{DATA}/{{dataset}}/manifest.json",
+    params:
+        out=lambda wc: f"{DATA}/{wc.dataset}",
+        root=config["run"]["raw_dir"],
+        seed=config["run"]["seed"],
+        spec=lambda wc: spec_option(wc.dataset),
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/prepare/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "{IODA} prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} {params.spec} > {log} 2>&1"

@@ -1,0 +1,27 @@
+# Stage 2: the source model of each backbone x source dataset: official weights imported when configured,
+# else supervised L1 pre-training on the source training split.
+
+
+rule pretrain:
+    input:
+        data=f"{DATA}/{{source}}/manifest.json",
+    output:
+        model=f"{RES}/pretrain/{{backbone}}/{{source}}.safetensors",
+    params:
+        preset=lambda wc: config["backbones"][wc.backbone]["preset"],
+        how=lambda wc: pretrain_options(wc),
+        device=DEVICE,
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/pretrain/{backbone}/{source}.log",
+    benchmark:
+        "logs/benchmarks/pretrain/{backbone}/{source}.tsv"
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=1440,
+    shell:
+        "OMP_NUM_THREADS={threads} {IODA} pretrain --preset {params.preset} --out {output.model} {params.how} "
+        "--device {params.device} > {log} 2>&1"
