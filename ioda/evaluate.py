@@ -67,8 +67,19 @@ def evaluate_model(
     device = torch.device(device)
     crop = scale if crop_border is None else crop_border
     pairs = list_pairs(split_dir, scale)
+    was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model = model.to(device).eval()
+    try:
+        rows, summary = _evaluate_pairs(model, pairs, scale, device, tile, crop, test_y_channel, save_dir)
+    finally:
+        if was_training:  # callers evaluate mid-training (adaptation curves): hand the module back as it came
+            model.train()  # type: ignore[union-attr]
+    summary["dataset"] = str(split_dir)
+    return rows, summary
+
+
+def _evaluate_pairs(model, pairs, scale, device, tile, crop, test_y_channel, save_dir):
     rows: list[dict[str, Any]] = []
     save = Path(save_dir) if save_dir else None
     created = save is not None and not save.exists()
@@ -99,7 +110,6 @@ def evaluate_model(
         "mean_ssim": float(np.mean([r["ssim"] for r in rows])),
         "n_inf": len(rows) - len(finite),
         "psnr_mean_over": "finite values only",
-        "dataset": str(split_dir),
         "scale": scale,
         "crop_border": crop,
         "test_y_channel": test_y_channel,

@@ -138,3 +138,13 @@ def test_wrong_preset_for_checkpoint_is_refused(split, tmp_path, capsys):
                    "--out-csv", str(tmp_path / "x.csv"), "--out-json", str(tmp_path / "x.json")])
     assert rc == 2 and "checkpoint is HAT x4, expected SAFMN x4" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_training_mode_is_restored(split):
+    """Adaptation evaluates mid-training: evaluate_model must hand the module back in train mode."""
+    net = build_model("safmn_tiny", seed=0).train()
+    rows, _ = evaluate_model(net, split, 4)
+    assert net.training and len(rows) == 3
+    net.eval()
+    evaluate_model(net, split, 4)
+    assert not net.training

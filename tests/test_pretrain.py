@@ -166,13 +166,19 @@ def test_schedules():
 def test_pretrain_cli_trains_and_writes_model(split, tmp_path):
     out = tmp_path / "m" / "model.safetensors"
     rc = cli.main(["pretrain", "--preset", "safmn_tiny", "--data", str(split), "--out", str(out), "--steps", "3",
-                   "--batch-size", "2", "--lr-patch", "8", "--device", "cpu", "--log", str(tmp_path / "p.log"),
+                   "--batch-size", "2", "--lr-patch", "8", "--device", "cpu", "--resume", "--log", str(tmp_path / "p.log"),
                    "--log-csv", str(tmp_path / "p.csv"), "--summary-json", str(tmp_path / "s.json")])
     assert rc == 0 and out.is_file() and (tmp_path / "m" / "model.safetensors.ckpt").is_file()
     loaded = load_model(out, preset="safmn_tiny")
-    assert loaded.meta["steps"] == "3" and loaded.meta["lr_patch"] == "8"
+    assert loaded.meta["steps"] == 3 and loaded.meta["lr_patch"] == 8
     assert "pretraining safmn_tiny" in (tmp_path / "p.log").read_text()
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 4
+    # --resume with a finished checkpoint: nothing left to train, same model written again
+    first = out.read_bytes()
+    out.unlink()
+    assert cli.main(["pretrain", "--preset", "safmn_tiny", "--data", str(split), "--out", str(out), "--steps", "3",
+                     "--batch-size", "2", "--lr-patch", "8", "--device", "cpu", "--resume"]) == 0
+    assert out.read_bytes() == first
 
 
 def test_pretrain_cli_bad_data_leaves_nothing(tmp_path, capsys):

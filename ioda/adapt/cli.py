@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="instance label map of the photo (.npz from `ioda masks`); computed with "
                    "--mask-source when the variant needs one and none is given")
     p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"])
-    p.add_argument("--sam-checkpoint", help="SAM checkpoint for --mask-source sam")
+    p.add_argument("--sam-model", default="vit_h", choices=["vit_b", "vit_l", "vit_h"],
+                   help="SAM size for --mask-source sam (the paper: vit_h)")
+    p.add_argument("--sam-checkpoint", help="SAM checkpoint file for --mask-source sam (e.g. sam_vit_h_4b8939.pth)")
     p.add_argument("--target-train", help="finetune variant only: a target split with HR/ and LR_x<scale>/")
     p.add_argument("--encoder", default="auto", help="CLIP image encoder: an open_clip model name "
                    "(ViT-B-16-quickgelu), 'tiny' (untrained, offline), or 'auto' (ViT-B-16 with OpenAI weights "
@@ -124,7 +126,7 @@ def _labels(args, photo_path: Path, photo, out_dir: Path):
     if args.labels:
         return load_label_map(args.labels, expected_hw=photo.shape[:2])
     LOG.info("computing instance labels of the photo with %s", args.mask_source)
-    params = {"checkpoint": args.sam_checkpoint} if args.mask_source == "sam" else {}
+    params = {"model_type": args.sam_model, "checkpoint": args.sam_checkpoint} if args.mask_source == "sam" else {}
     labels, _ = cached_label_map(photo_path, out_dir / "labels.npz", source=args.mask_source, params=params)
     return labels
 

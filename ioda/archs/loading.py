@@ -25,6 +25,7 @@ from ioda.errors import IodaError
 from ioda.files import atomic_path
 
 _installed = False
+METADATA_KEY = "ioda"  # safetensors metadata entry: JSON with preset, arch, scale and the caller's meta
 
 
 def _ensure_registry() -> None:
@@ -111,22 +112,34 @@ class LoadedModel:
     scale: int
     preset: str | None
     path: str = ""
-    meta: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _parse_meta(raw: dict[str, str]) -> dict[str, Any]:
+    """Our JSON entry if present (values typed), else the file's plain string metadata."""
+    if METADATA_KEY in raw:
+        try:
+            meta = json.loads(raw[METADATA_KEY])
+            if isinstance(meta, dict):
+                return meta
+        except json.JSONDecodeError:
+            pass
+    return dict(raw)
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and (safetensors) metadata of a checkpoint file, read safely; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise IodaError(f"{path}: checkpoint not found (expected a .pth or .safetensors file)")
     suffix = path.suffix.lower()
-    meta: dict[str, str] = {}
+    meta: dict[str, Any] = {}
     try:
         if suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = dict(f.metadata() or {})
+                meta = _parse_meta(f.metadata() or {})
                 raw: Any = {k: f.get_tensor(k) for k in f.keys()}
         elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -208,8 +221,8 @@ def load_model(
     path = Path(path)
     sd, meta = read_state_dict(path)
     arch, ckpt_scale, spandrel_module = _detect(sd, path)
-    if preset is None and meta.get("ioda_preset") in PRESETS:
-        preset = meta["ioda_preset"]
+    if preset is None and meta.get("preset") in PRESETS:
+        preset = meta["preset"]
     if preset is not None:
         p = get_preset(preset)
         want_scale = scale if scale is not None else p.scale
@@ -232,7 +245,8 @@ def load_model(
 
 
 def save_model(module: nn.Module, path: str | os.PathLike, preset: str, meta: dict[str, Any] | None = None) -> None:
-    """Write weights as safetensors with metadata (ioda_preset, arch, scale, user meta), atomically."""
+    """Write weights as safetensors, atomically, byte-identical for identical inputs. Metadata: one entry
+    "ioda" with JSON {preset, arch, scale, **meta} (read back as LoadedModel.meta)."""
     from safetensors.torch import save_file
 
     p = get_preset(preset)
@@ -241,11 +255,12 @@ def save_model(module: nn.Module, path: str | os.PathLike, preset: str, meta: di
     diff = _size_mismatch(sd, preset)
     if diff is not None:
         raise IodaError(f"{path}: module does not fit preset {preset} ({diff}); refusing to save it under that name")
-    info = {"format": "pt", "ioda_preset": preset, "arch": p.arch, "scale": str(p.scale)}
-    for k, v in (meta or {}).items():
-        info[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    info = {**{str(k): v for k, v in (meta or {}).items()}, "preset": preset, "arch": p.arch, "scale": p.scale}
+    # one metadata entry holding sorted JSON: safetensors writes several entries in hash order, which
+    # would make the file bytes (and DVC's hash) differ between identical runs
+    header = {METADATA_KEY: json.dumps(info, sort_keys=True, default=str)}
     path = Path(path)
     if path.suffix.lower() != ".safetensors":
         raise IodaError(f"{path}: model files are written as .safetensors (got suffix {path.suffix!r})")
     with atomic_path(path) as tmp:
-        save_file(sd, str(tmp), metadata=info)
+        save_file(sd, str(tmp), metadata=header)

@@ -28,7 +28,7 @@ from ioda.files import atomic_path, read_json, removed_on_failure  # noqa: E402
 from ioda.imageio import list_images, read_image  # noqa: E402
 from ioda.report.plan import Plan, Run  # noqa: E402
 from ioda.report.tables import METHOD, read_cells  # noqa: E402
-from ioda.runtime import progress_enabled, seed_everything, setup_logging  # noqa: E402
+from ioda.runtime import progress_enabled, resolve_device, seed_everything, setup_logging  # noqa: E402
 
 LOG = logging.getLogger("ioda.report")
 FIGURES = ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves")
@@ -187,8 +187,9 @@ def tsne_features(plan: Plan, samples: int, seed: int):
     image = read_image(img_path)
     labels = load_label_map(plan.labels(target, 0), expected_hw=image.shape[:2])
     enc_cfg = plan.cfg["encoder"]
+    device = resolve_device(plan.cfg["run"]["device"])
     encoder = build_encoder(enc_cfg["name"], pretrained=enc_cfg["weights"], alpha_weights=enc_cfg["alpha_weights"],
-                            device="cpu", seed=seed, input_range=plan.cfg["adapt"]["clip_input"])
+                            device=device, seed=seed, input_range=plan.cfg["adapt"]["clip_input"])
     h, w = image.shape[:2]
     patch = min(plan.cfg["adapt"]["lr_patch"], h, w)
     rng = np.random.default_rng(seed)
@@ -208,8 +209,8 @@ def tsne_features(plan: Plan, samples: int, seed: int):
                 mask, _ = sample_region("instance", labels[y:y + patch, x:x + patch], rng)
                 alphas.append(mask)
             to = lambda arrs: torch.cat([image_to_tensor(a) for a in arrs])  # noqa: E731
-            alpha_t = torch.from_numpy(np.stack(alphas)[:, None].astype(np.float32))
-            full_t = torch.from_numpy(np.stack([full] * n)[:, None].astype(np.float32))
+            alpha_t = torch.from_numpy(np.stack(alphas)[:, None].astype(np.float32)).to(device)
+            full_t = torch.from_numpy(np.stack([full] * n)[:, None].astype(np.float32)).to(device)
             feats["random crops (CLIP)"].append(encoder.encode_image(to(crops), full_t).cpu().numpy())
             feats["occlusion (CLIP)"].append(encoder.encode_image(to(occluded), full_t).cpu().numpy())
             feats["region masks (Alpha-CLIP)"].append(encoder.encode_image(to(crops), alpha_t).cpu().numpy())
@@ -246,8 +247,11 @@ def fig4_tsne(plan: Plan):
     enc = "untrained tiny encoder" if encoder.untrained else encoder.description
     ax.set_title(f"{img_path.name}: {len(stacked) // len(names)} samples per condition ({enc})", fontsize=9)
     ax.legend(loc="best", markerscale=2)
-    ax.text(1.0, -0.16, "dispersion: mean cosine distance to the centroid (feature space)", transform=ax.transAxes,
-            ha="right", fontsize=8)
+    note = "dispersion: mean cosine distance to the centroid (feature space)"
+    if not bool(encoder.visual.conv1_alpha.weight.detach().abs().sum()):
+        # zero alpha weights (no Alpha-CLIP checkpoint) reproduce CLIP exactly: masks cannot move the features
+        note += "\nalpha weights are zero (no Alpha-CLIP checkpoint): region masks leave the features unchanged"
+    ax.text(1.0, -0.16, note, transform=ax.transAxes, ha="right", va="top", fontsize=8)
     return fig
 
 

@@ -83,18 +83,16 @@ def fmt_cell(kind: str, values: list) -> str:
         return f"{values[0]:.3f}" if _finite(values[0]) else "-"
     if kind == "diff":
         return f"{values[0]:+.3f}" if _finite(values[0]) else "-"
-    if kind == "time":
-        return f"{values[0]:.2f}" if _finite(values[0]) else "-"
-    if kind == "mv":
+    if kind == "time":  # minutes: 2 decimals as the paper, 3 significant digits for sub-second demo runs
+        v = values[0]
+        return "-" if not _finite(v) else (f"{v:.2f}" if v >= 0.1 else f"{v:.3g}")
+    if kind in ("mv", "mv4"):
         mean, var = values
         if not _finite(mean):
             return "-"
-        return f"{mean:.3f} ± {var:.3f}" if _finite(var) else f"{mean:.3f}"
-    if kind == "mv4":
-        mean, var = values
-        if not _finite(mean):
-            return "-"
-        return f"{mean:.4f} ± {var:.4f}" if _finite(var) else f"{mean:.4f}"
+        m = f"{mean:.3f}" if kind == "mv" else f"{mean:.4f}"
+        # the variance keeps 3 significant digits: SSIM variances are often below 1e-4
+        return f"{m} ± {var:.3g}" if _finite(var) else m
     raise ValueError(kind)
 
 
@@ -258,7 +256,8 @@ class Builder:
                     if (task, bb, v) not in self.plan.cells():
                         continue  # excluded by `only`
                     c = self.cell(name, task, bb, v)
-                    label = {"baseline": bb, "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(v, f"{bb} + {METHOD[v]}")
+                    label = {"baseline": f"{bb} (source model)", "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(
+                        v, f"{bb} + {METHOD[v]}")
                     if len(spec["tasks"]) > 1:
                         label += f" ({self.task_label(task)})"
                     seconds = c["seconds_mean"]

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--ckpt-every", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--resume", action="store_true", help="continue from <out>.ckpt")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>.ckpt if it exists")
     ap.add_argument("--log", help="log file")
     ap.add_argument("--log-csv", help="per-step CSV (step, loss, lr)")
     ap.add_argument("--summary-json", help="write run facts (steps, loss, seconds) here")
@@ -83,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         pairs = list_pairs(args.data, p.scale)
         data = PairedPatches(pairs, p.scale, patch, seed=args.seed, length=min(steps * batch, MAX_DISTINCT_SAMPLES))
         model = build_model(args.preset, seed=args.seed)
+        ckpt = checkpoint_path(args.out)
         log.info("pretraining %s on %s (%d images): %d steps, batch %d, LR patch %d, lr %g (%s), device %s",
                  args.preset, args.data, len(pairs), steps, batch, patch, lr, sched, device)
         result = train_supervised(
             model, data, steps=steps, batch_size=batch, lr=lr, betas=(0.9, args.beta2), scheduler=sched,
-            seed=args.seed, device=device, ckpt_path=checkpoint_path(args.out), resume=args.resume,
+            seed=args.seed, device=device, ckpt_path=ckpt, resume=args.resume,
             log_csv=args.log_csv, ckpt_every=args.ckpt_every, desc=f"pretrain {args.preset}",
         )
         meta = {"data": str(args.data), "steps": steps, "batch_size": batch, "lr_patch": patch, "lr": lr,

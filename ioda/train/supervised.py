@@ -158,7 +158,7 @@ def train_supervised(
     """L1-train `model` in place on (lr, hr) pairs from `dataset` for `steps` Adam updates.
 
     Saves a training checkpoint every `ckpt_every` steps and at the end (if `ckpt_path`); `resume`
-    continues from it. `stop_at` ends this call early after that step (checkpoint written), as if
+    continues from it (or starts fresh, logging so, if it does not exist yet). `stop_at` ends this call early after that step (checkpoint written), as if
     the job were interrupted. Returns {steps_done, final_loss, mean_loss, seconds, resumed_from}."""
     if steps < 1 or batch_size < 1 or ckpt_every < 1:
         raise IodaError(f"training: steps ({steps}), batch_size ({batch_size}) and ckpt_every ({ckpt_every}) must be >= 1")
@@ -177,9 +177,12 @@ def train_supervised(
     if resume:
         if ckpt is None:
             raise IodaError("training: resume requested but no checkpoint path was given")
-        if not ckpt.is_file():
-            raise IodaError(f"{ckpt}: no training checkpoint to resume from")
-        state = load_training_checkpoint(ckpt)
+    if resume and not ckpt.is_file():  # type: ignore[union-attr]
+        # a first run launched with --resume (e.g. by a workflow that always passes it) starts fresh
+        LOG.info("resume: no checkpoint %s yet, starting from scratch", ckpt)
+        resume = False
+    if resume:
+        state = load_training_checkpoint(ckpt)  # type: ignore[arg-type]
         _check_resumable(ckpt, state["config"], config)
         try:
             model.load_state_dict(state["model"])

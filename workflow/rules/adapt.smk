@@ -34,7 +34,7 @@ rule adapt:
         mem_mb=8000,
         runtime=120,
     shell:
-        '{params.pick}OMP_NUM_THREADS={threads} {IODA} adapt "$img" --model {input.model} '
+        '{params.pick}OMP_NUM_THREADS={threads} python -m ioda adapt "$img" --model {input.model} '
         "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
         "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
         "--betas {params.betas} --loss {params.loss} --clip-input {params.clip_input} --seed {params.seed} "

@@ -1,5 +1,7 @@
 # Helpers shared by all rules. The run list and file layout come from ioda.report.plan, the same code the
 # report commands use, so the workflow and the tables never disagree on which runs exist.
+# Rules run `python -m ioda ...` rather than the `ioda` script: that works from a fresh clone (the
+# repository root is the working directory) as well as with the package installed.
 import json
 import os
 import re
@@ -20,9 +22,6 @@ try:
 except IodaError as err:
     raise WorkflowError(str(err))
 
-# `python -m ioda` rather than the `ioda` script: works from a fresh clone (repo root on the path) as well
-# as from an installed package.
-IODA = "python -m ioda"
 DATA = str(PLAN.data)
 RES = str(PLAN.results)
 SCALE = PLAN.scale
@@ -164,7 +163,7 @@ def pretrain_options(wc):
             "--data", PLAN.data / wc.source / PLAN.source_split(wc.source),
             "--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"],
             "--seed", config["run"]["seed"],
-        ]
+        ] + (["--resume"] if p["resume"] else [])
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -174,7 +173,8 @@ def masks_options():
     if m["source"] == "superpixel":
         opts += ["--segment-area", m["segment_area"]]
     if m["source"] == "sam":
-        opts += ["--sam-model", m["sam_model"]] + (["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else [])
+        opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
+        opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 

@@ -26,6 +26,6 @@ rule evaluate:
         mem_mb=8000,
         runtime=60,
     shell:
-        "OMP_NUM_THREADS={threads} {IODA} evaluate --model {input.model} --data {params.test} "
+        "OMP_NUM_THREADS={threads} python -m ioda evaluate --model {input.model} --data {params.test} "
         "--out-csv {output.per_image} --out-json {output.summary} {params.save} --device {params.device} "
         "> {log} 2>&1 && mkdir -p {output.images}"

@@ -21,4 +21,4 @@ rule masks:
         mem_mb=8000,
         runtime=60,
     shell:
-        '{params.pick}OMP_NUM_THREADS={threads} {IODA} masks "$img" --out {output.labels} {params.how} > {log} 2>&1'
+        '{params.pick}OMP_NUM_THREADS={threads} python -m ioda masks "$img" --out {output.labels} {params.how} > {log} 2>&1'

@@ -20,4 +20,4 @@ rule prepare:
         mem_mb=4000,
         runtime=240,
     shell:
-        "{IODA} prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} {params.spec} > {log} 2>&1"
+        "python -m ioda prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} {params.spec} > {log} 2>&1"

@@ -23,5 +23,5 @@ rule pretrain:
         mem_mb=8000,
         runtime=1440,
     shell:
-        "OMP_NUM_THREADS={threads} {IODA} pretrain --preset {params.preset} --out {output.model} {params.how} "
+        "OMP_NUM_THREADS={threads} python -m ioda pretrain --preset {params.preset} --out {output.model} {params.how} "
         "--device {params.device} > {log} 2>&1"

@@ -8,15 +8,13 @@ rule effective_config:
     output:
         EFFECTIVE_CONFIG,
     params:
-        cfg=config,
+        cfg=json.dumps(config, indent=2, sort_keys=True),
     conda:
-        CONDA_ENV,
+        CONDA_ENV
     log:
         "logs/report/effective_config.log",
-    run:
-        from ioda.files import write_json
-
-        write_json(output[0], params.cfg)
+    shell:
+        "printf '%s\\n' {params.cfg:q} > {output} 2> {log}"
 
 
 rule aggregate:
@@ -37,7 +35,7 @@ rule aggregate:
     log:
         "logs/report/aggregate.log",
     shell:
-        "{IODA} aggregate --config {input.config} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m ioda aggregate --config {input.config} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule tables:
@@ -55,7 +53,7 @@ rule tables:
     log:
         "logs/report/tables.log",
     shell:
-        "{IODA} tables --config {input.config} --aggregate {input.cells} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m ioda tables --config {input.config} --aggregate {input.cells} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule figure:
@@ -74,10 +72,11 @@ rule figure:
         "logs/benchmarks/report/{figure}.tsv"
     threads: THREADS
     resources:
+        gpu=lambda wc: GPU if wc.figure == "fig4_tsne" else 0,  # Fig. 4 runs the CLIP encoder
         mem_mb=4000,
         runtime=30,
     shell:
-        "OMP_NUM_THREADS={threads} {IODA} figures {wildcards.figure} --config {input.config} "
+        "OMP_NUM_THREADS={threads} python -m ioda figures {wildcards.figure} --config {input.config} "
         "--out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -94,4 +93,4 @@ rule summary:
     log:
         "logs/report/summary.log",
     shell:
-        "{IODA} report --config {input.config} --out {output} > {log} 2>&1"
+        "python -m ioda report --config {input.config} --out {output} > {log} 2>&1"

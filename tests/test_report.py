@@ -1,0 +1,305 @@
+"""Report commands (aggregate, tables, figures, report) and the plan, on synthetic result files.
+
+No pipeline run here: the files that `ioda evaluate` / `ioda adapt` would write are made up with known
+numbers, so means, variances, oracle columns and the paper comparison can be checked exactly."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ioda.config import load_config
+from ioda.errors import IodaError
+from ioda.files import write_json
+from ioda.imageio import write_image
+from ioda.report import aggregate, figures, summary, tables
+from ioda.report.paper_numbers import PAPER, TABLE6_QUOTED, paper_value
+from ioda.report.plan import Plan, Run
+
+BASE = {
+    "run": {"name": "synthetic", "seed": 0, "device": "cpu"},
+    "datasets": {"demo_source": {}, "demo_canon": {}},
+    "backbones": {"safmn_tiny": {"preset": "safmn_tiny"}, "hat_tiny": {"preset": "hat_tiny"}},
+    "adapt": {"steps": 6, "eval_every": 2, "lr_patch": 16},
+    "variants": ["baseline", "image_guided", "ioda", "finetune", "zssr"],
+    "experiments": {
+        "tasks": {"canon": {"source": "demo_source", "target": "demo_canon", "targets": 3}},
+        "tables": {
+            "table1": {"tasks": ["canon"], "backbones": ["safmn_tiny"], "variants": ["baseline", "image_guided", "ioda"]},
+            "table5": {"tasks": ["canon"], "backbones": ["safmn_tiny", "hat_tiny"], "variants": ["baseline", "finetune", "ioda"]},
+            "table6": {"tasks": ["canon"], "backbones": ["safmn_tiny", "hat_tiny"], "variants": ["baseline", "zssr", "ioda"],
+                       "only": {"zssr": ["safmn_tiny"]}},
+        },
+    },
+    "report": {"tsne_samples": 12, "curves": {"task": "canon", "backbone": "safmn_tiny", "variants": ["ioda"]},
+               "visuals": {"task": "canon", "backbone": "safmn_tiny", "variants": ["baseline", "ioda"], "crop": 16}},
+}
+
+# Known numbers: PSNR of run i of each variant.
+PSNR = {"baseline": [20.0], "image_guided": [21.0, 22.0, 24.0], "ioda": [23.0, 23.5, 24.5],
+        "finetune": [26.0], "zssr": [19.0, 19.5, 20.0]}
+
+
+def write_config(tmp_path, cfg) -> str:
+    cfg = copy.deepcopy(cfg)
+    cfg["run"]["results_dir"] = str(tmp_path / "results")
+    cfg["run"]["data_dir"] = str(tmp_path / "data")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def fake_results(tmp_path, cfg_dict=BASE) -> tuple[str, Plan]:
+    """Write what evaluate/adapt would have written for every run of the plan."""
+    cfg_path = write_config(tmp_path, cfg_dict)
+    plan = Plan(load_config(cfg_path))
+    rng = np.random.default_rng(0)
+    test = plan.split_dir("canon", "test")
+    hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    write_image(test / "HR" / "a.png", hr)
+    write_image(test / "LR_x4" / "a.png", hr[::4, ::4])
+    for r in plan.runs():
+        i = int(r.run[3:]) if r.run.startswith("img") else 0
+        bump = 0.5 if r.backbone == "hat_tiny" else 0.0
+        psnr = PSNR[r.variant][i] + bump
+        ed = plan.eval_dir(r)
+        write_json(ed / "summary.json", {"n": 1, "mean_psnr": psnr, "mean_ssim": psnr / 100.0, "device": "cpu"})
+        (ed / "per_image.csv").write_text(f"image,psnr,ssim\na,{psnr},{psnr / 100}\n")
+        write_image(ed / "images" / "a.png", hr)
+        if r.variant != "baseline":
+            ad = plan.adapt_dir(r)
+            write_json(ad / "adapt.json", {"seconds": 60.0 * (i + 1), "device": "cpu", "hardware": "test CPU",
+                                           "encoder": {"untrained": True}})
+            if plan.curve_cell(r):
+                with open(ad / "curve.csv", "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(["step", "psnr", "ssim"])
+                    for step, p in ((2, psnr - 1), (4, psnr + 0.25 * (i + 1)), (6, psnr)):
+                        w.writerow([step, p, p / 100])
+    return cfg_path, plan
+
+
+@pytest.fixture
+def results(tmp_path):
+    return fake_results(tmp_path)
+
+
+# ---- plan ---------------------------------------------------------------------------------------------------
+def test_plan_runs_follow_the_tables(results):
+    _, plan = results
+    runs = plan.runs()
+    assert Run("canon", "safmn_tiny", "baseline", "source") in runs
+    assert Run("canon", "hat_tiny", "finetune", "all") in runs
+    assert [r.run for r in runs if r.variant == "ioda" and r.backbone == "safmn_tiny"] == ["img0", "img1", "img2"]
+    # `only` keeps ZSSR to one backbone; the table union has no duplicates
+    assert not any(r.variant == "zssr" and r.backbone == "hat_tiny" for r in runs)
+    assert len(runs) == len(set(runs))
+    assert set(plan.masks_needed()) == {("demo_canon", 0), ("demo_canon", 1), ("demo_canon", 2)}
+    assert plan.pretrained() == [("safmn_tiny", "demo_source"), ("hat_tiny", "demo_source")]
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["experiments"]["tables"]["table1"].update(tasks=["nope"]), "experiments.tables.table1.tasks"),
+        (lambda c: c["experiments"]["tasks"]["canon"].update(target="missing"), "experiments.tasks.canon.target"),
+        (lambda c: c["variants"].remove("zssr"), "experiments.tables.table6.variants"),
+        (lambda c: c["experiments"]["tables"]["table6"]["only"].update(zssr=["srformer_tiny"]), "table6.only.zssr"),
+        (lambda c: c["report"]["curves"].update(variants=["grid"]), "report.curves.variants"),
+    ],
+)
+def test_plan_cross_checks_name_the_key(tmp_path, edit, key):
+    cfg = copy.deepcopy(BASE)
+    edit(cfg)
+    with pytest.raises(IodaError, match=key.replace(".", r"\.")):
+        Plan(load_config(write_config(tmp_path, cfg)))
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda c: c["adapt"].update(stpes=3), "'adapt'"),
+        (lambda c: c["adapt"].update(steps=0), "'adapt.steps'"),
+        (lambda c: c["backbones"]["safmn_tiny"].update(preset="resnet"), "'backbones.safmn_tiny.preset'"),
+        (lambda c: c["experiments"]["tables"].update(table7={}), "'experiments.tables'"),
+        (lambda c: c["run"].update(device="gpu0"), "'run.device'"),
+    ],
+)
+def test_schema_rejects_typos_naming_the_key(tmp_path, edit, key):
+    cfg = copy.deepcopy(BASE)
+    edit(cfg)
+    with pytest.raises(IodaError) as err:
+        load_config(write_config(tmp_path, cfg))
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+def test_shipped_configs_validate_and_plan():
+    for path, paper in (("params.yaml", False), ("config/paper.yaml", True), (".test/config.yaml", False)):
+        cfg = load_config(path)
+        plan = Plan(cfg)
+        assert cfg["run"]["paper"] is paper
+        assert plan.runs()
+    paper = load_config("config/paper.yaml")
+    a = paper["adapt"]
+    assert (a["steps"], a["batch_size"], a["lr_patch"], a["lr"]) == (1500, 2, 128, 1e-5)
+    assert a["betas"] == [0.0, pytest.approx(0.99 ** 0.8)]
+    assert all(t["targets"] == 5 for t in paper["experiments"]["tasks"].values())
+    assert paper["masks"]["sam_model"] == "vit_h" and paper["encoder"]["name"] == "ViT-B-16-quickgelu"
+
+
+# ---- aggregate ----------------------------------------------------------------------------------------------
+def test_aggregate_mean_population_variance_and_oracle(results):
+    cfg_path, plan = results
+    assert aggregate.main(["--config", cfg_path]) == 0
+    cells = pd.read_csv(plan.metrics_dir() / "aggregate.csv")
+    ig = cells[(cells.variant == "image_guided") & (cells.backbone == "safmn_tiny")].iloc[0]
+    assert ig.n == 3
+    assert ig.psnr_mean == pytest.approx(np.mean([21, 22, 24]))
+    assert ig.psnr_var == pytest.approx(np.var([21, 22, 24]), abs=1e-6)  # population variance
+    assert ig.seconds_mean == pytest.approx(120.0)
+    assert math.isnan(ig.oracle_psnr_mean)  # not a curve cell
+    io = cells[(cells.variant == "ioda") & (cells.backbone == "safmn_tiny")].iloc[0]
+    # oracle: best step along each curve (step 4: psnr + 0.25 (i+1)), kept apart from the fixed-budget mean
+    best = [23.25, 24.0, 25.25]
+    assert io.oracle_psnr_mean == pytest.approx(np.mean(best)) and io.oracle_n == 3
+    assert io.psnr_mean == pytest.approx(np.mean([23.0, 23.5, 24.5]))
+    assert io.oracle_step_mean == pytest.approx(4.0)
+    metrics = json.loads((plan.metrics_dir() / "metrics.json").read_text())
+    assert metrics["canon"]["hat_tiny"]["ioda"]["psnr"] == pytest.approx(np.mean([23.5, 24.0, 25.0]))
+    curves = pd.read_csv(plan.metrics_dir() / "curves.csv")
+    assert len(curves) == 9 and set(curves["run"]) == {"img0", "img1", "img2"}
+
+
+def test_aggregate_missing_or_broken_file_names_it(results):
+    cfg_path, plan = results
+    victim = plan.eval_dir(Run("canon", "safmn_tiny", "ioda", "img1")) / "summary.json"
+    victim.unlink()
+    with pytest.raises(IodaError, match="img1/summary.json"):
+        aggregate.main(["--config", cfg_path])
+    write_json(victim, {"n": 1})
+    with pytest.raises(IodaError, match="mean_psnr"):
+        aggregate.main(["--config", cfg_path])
+    assert not (plan.metrics_dir() / "aggregate.csv").exists()  # nothing half-written
+
+
+# ---- tables -------------------------------------------------------------------------------------------------
+def test_tables_demo_config_has_no_paper_column(results):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    assert tables.main(["--config", cfg_path]) == 0
+    for name in ("table1", "table5", "table6"):
+        for ext in ("csv", "md", "tex"):
+            assert (plan.tables_dir() / f"{name}.{ext}").stat().st_size > 0
+    md = (plan.tables_dir() / "table1.md").read_text()
+    assert "Paper" not in md and "not the paper's" in md and "population variance" in md
+    assert f"{np.mean([21, 22, 24]):.3f} ± {np.var([21, 22, 24]):.3g}" in md
+    assert "UNTRAINED" in md
+    t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
+    assert list(t1["method"]) == ["Baseline (source model)", "Image-guided", "IODA (occlusion + instance)"]
+    t5 = pd.read_csv(plan.tables_dir() / "table5.csv")
+    assert list(t5["backbone"]) == ["safmn_tiny", "hat_tiny"]
+    assert t5["gain"].iloc[0] == pytest.approx(np.mean([23.0, 23.5, 24.5]) - 20.0)
+    tex = (plan.tables_dir() / "table5.tex").read_text()
+    assert r"safmn\_tiny" in tex and r"$\pm$" in tex and r"\begin{tabular}" in tex
+    t6 = pd.read_csv(plan.tables_dir() / "table6.csv")
+    quoted = t6[t6["source"] == "quoted from the paper"]
+    assert len(quoted) == len(TABLE6_QUOTED)
+    ours = t6[t6["method"] == "safmn_tiny + IODA"].iloc[0]
+    assert ours["minutes"] == pytest.approx(2.0)  # mean of 60, 120, 180 s
+    assert ours["hardware"] == "test CPU"
+
+
+def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
+    cfg = copy.deepcopy(BASE)
+    cfg["run"]["paper"] = True
+    cfg["datasets"] = {"DF2K": {}, "RealSR_Canon": {}}
+    cfg["experiments"]["tasks"]["canon"].update(source="DF2K", target="RealSR_Canon")
+    cfg["backbones"] = {"safmn_tiny": {"preset": "safmn_l"}, "hat_tiny": {"preset": "hat"}}
+    cfg_path, plan = fake_results(tmp_path, cfg)
+    aggregate.main(["--config", cfg_path])
+    tables.main(["--config", cfg_path])
+    t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
+    ioda_row = t1[t1["method"].str.startswith("IODA")].iloc[0]
+    assert ioda_row["paper_psnr"] == pytest.approx(27.461) and ioda_row["paper_var"] == pytest.approx(0.008)
+    assert ioda_row["delta_psnr"] == pytest.approx(np.mean([23.0, 23.5, 24.5]) - 27.461)
+    md = (plan.tables_dir() / "table1.md").read_text()
+    assert "Paper PSNR" in md and "Δ PSNR" in md
+    t5 = pd.read_csv(plan.tables_dir() / "table5.csv")
+    assert t5["paper_finetune"].tolist() == pytest.approx([29.875, 29.989])
+    t6 = pd.read_csv(plan.tables_dir() / "table6.csv")
+    hat = t6[t6["method"] == "hat_tiny + IODA"].iloc[0]
+    assert hat["paper_minutes"] == pytest.approx(9.01)
+
+
+def test_paper_numbers_match_method_md():
+    assert paper_value("table1", "DF2K", "RealSR_Canon", "safmn_l", "ioda").psnr == 27.461
+    assert paper_value("table4", "Cityscapes", "ACDC_snow", "safmn", "ioda").psnr == 30.521
+    assert paper_value("table5", "DF2K", "RealSR_Canon", "srformer", "baseline").psnr == 25.946
+    assert paper_value("table1", "DF2K", "RealSR_Canon", "safmn_tiny", "ioda") is None  # not the paper's model
+    assert paper_value("table2", "DF2K", "RealSR_Canon", "safmn_l", "text_guided").psnr is None
+    assert len(PAPER["table4"]) == 14
+
+
+# ---- figures and summary ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["fig1_bars", "curves", "fig8_visuals"])
+def test_figures_write_png_and_pdf(results, name):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    assert figures.main([name, "--config", cfg_path]) == 0
+    png, pdf = plan.figures_dir() / f"{name}.png", plan.figures_dir() / f"{name}.pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_fig8_missing_sr_image_fails_without_output(results):
+    cfg_path, plan = results
+    (plan.eval_dir(Run("canon", "safmn_tiny", "ioda", "img0")) / "images" / "a.png").unlink()
+    with pytest.raises(IodaError, match="ioda/img0/images/a.png"):
+        figures.main(["fig8_visuals", "--config", cfg_path])
+    assert not (plan.figures_dir() / "fig8_visuals.png").exists()
+
+
+def test_fig4_tsne_with_the_tiny_encoder(results):
+    from ioda.masks import save_label_map
+
+    cfg_path, plan = results
+    rng = np.random.default_rng(1)
+    lr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    write_image(plan.split_dir("canon", "pool") / "LR_x4" / "p0.png", lr)
+    labels = np.zeros((24, 24), dtype=np.int32)
+    labels[:12] = 1
+    labels[12:, :12] = 2
+    save_label_map(plan.labels("demo_canon", 0), labels, {"source": "test"})
+    feats, _, _ = figures.tsne_features(plan, 12, seed=0)
+    assert {k: v.shape[0] for k, v in feats.items()} == dict.fromkeys(feats, 12)
+    assert all(np.isfinite(figures.dispersion(v)) and figures.dispersion(v) >= 0 for v in feats.values())
+    assert figures.main(["fig4_tsne", "--config", cfg_path]) == 0
+    assert (plan.figures_dir() / "fig4_tsne.png").stat().st_size > 1000
+
+
+def test_dispersion_is_zero_for_identical_features_and_grows_with_spread():
+    same = np.tile([[1.0, 0.0, 0.0]], (5, 1))
+    assert figures.dispersion(same) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(0)
+    near = same + 0.01 * rng.standard_normal(same.shape)
+    far = same + 1.0 * rng.standard_normal(same.shape)
+    assert figures.dispersion(near) < figures.dispersion(far)
+
+
+def test_summary_states_untrained_and_links_figures(results):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    tables.main(["--config", cfg_path])
+    figures.main(["fig1_bars", "--config", cfg_path])
+    assert summary.main(["--config", cfg_path]) == 0
+    text = (plan.results / "summary.md").read_text()
+    assert "untrained" in text and "not** the paper's numbers" in text
+    assert "](figures/fig1_bars.png)" in text and "fig4_tsne" not in text.split("## Figures")[1]
+    assert "**Table 1" in text and "**Table 6" in text
+    assert "min in total over" in text

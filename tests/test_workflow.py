@@ -1,0 +1,252 @@
+"""The Snakemake workflow: lint, dry runs of the three configs, and one real run of the CI config (.test/)
+shared by every end-to-end test (it is the expensive part: about a minute on 2 cores)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ioda.config import load_config
+from ioda.report.plan import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
+
+
+def _load_benchmark_module():
+    spec = importlib.util.spec_from_file_location("ioda_pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+copy_project = _load_benchmark_module().copy_project
+
+
+def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake (dry) run -> {rule: count}."""
+    m = re.search(r"Job stats:\n.*?\n-+ +-+\n(.*?)\ntotal", output, re.S)
+    if not m:
+        return {}
+    return {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
+
+
+# ---- one real run of the CI config, shared (also imported by test_dvc.py) ------------------------------------
+_E2E: dict = {}
+
+
+def _run_interrupted(proj: Path, out_file: Path) -> dict:
+    """Start the workflow, press Ctrl-C (SIGINT to its process group) once the first adaptation job runs."""
+    adapt_logs = proj / "logs" / "adapt"
+    with open(out_file, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default",
+                                 "--cores", "2"], cwd=proj, env=ENV, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and proc.poll() is None and not (
+                    adapt_logs.is_dir() and any(adapt_logs.rglob("*.log"))):
+                time.sleep(0.2)
+            started = sorted(adapt_logs.rglob("*.log")) if adapt_logs.is_dir() else []
+            time.sleep(1.0)  # inside `ioda adapt` by now
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    run_dirs = [proj / "results" / "adapt" / p.relative_to(adapt_logs).with_suffix("") for p in started]
+    return {"rc": rc, "interrupted_runs": run_dirs,
+            "left_models": [d for d in run_dirs if (d / "model.safetensors").exists()],
+            "summary_after_interrupt": (proj / "results" / "summary.md").exists()}
+
+
+def e2e_project(tmp_path_factory) -> Path:
+    """A fresh copy of the project whose params.yaml is the CI config: started, interrupted (Ctrl-C) during
+    adaptation, then resumed to completion. Run once per session, shared by the end-to-end tests."""
+    if "dir" not in _E2E:
+        base = tmp_path_factory.mktemp("e2e")
+        proj = base / "ioda"
+        copy_project(ROOT, proj)
+        shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
+        start = time.perf_counter()
+        _E2E["interrupt"] = _run_interrupted(proj, base / "interrupted.out")
+        proc = snakemake(proj, "--profile", "workflow/profiles/default", "--cores", "2")
+        _E2E.update(dir=proj, proc=proc, seconds=time.perf_counter() - start)
+    proc = _E2E["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _E2E["dir"]
+
+
+@pytest.fixture(scope="session")
+def e2e(tmp_path_factory) -> Path:
+    return e2e_project(tmp_path_factory)
+
+
+def clone_run(src: Path, dst: Path) -> Path:
+    """Copy a finished run, keeping modification times and Snakemake's metadata (.snakemake/)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+# ---- static checks ----------------------------------------------------------------------------------------------
+def test_lint_reports_nothing():
+    proc = snakemake(ROOT, "--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_schema_symlink_is_the_package_schema():
+    link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    assert link.is_symlink() and link.resolve() == (ROOT / "ioda" / "schemas" / "params.schema.yaml").resolve()
+
+
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml"])
+def test_dry_run_plans_exactly_the_configured_runs(configfile):
+    args = ["-n", "-p"] + (["--configfile", configfile] if configfile else [])
+    proc = snakemake(ROOT, *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    plan = Plan(load_config(configfile or "params.yaml"))
+    jobs = job_counts(out)
+    # (rules whose outputs already exist in the checkout are not planned; count only what a fresh clone runs)
+    if not (ROOT / plan.results).exists() and not (ROOT / plan.data).exists():
+        assert jobs["prepare"] == len(plan.cfg["datasets"])
+        assert jobs["pretrain"] == len(plan.pretrained())
+        assert jobs["masks"] == len(plan.masks_needed())
+        assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
+        assert jobs["evaluate"] == len(plan.runs())
+    assert jobs.get("adapt_with_curve", 0) == sum(plan.curve_cell(r) for r in plan.adapt_runs())
+
+
+def test_paper_dry_run_uses_the_authors_settings():
+    proc = snakemake(ROOT, "-n", "-p", "--configfile", "config/paper.yaml")
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    adapt = [line for line in out.splitlines() if "ioda adapt" in line and "--variant ioda" in line]
+    assert len(adapt) == 7 * 5 + 2 * 5  # Table 4's seven tasks + HAT and SRFormer on Canon, N = 5 each
+    for line in adapt:
+        assert "--steps 1500 --batch-size 2 --lr-patch 128 --lr 1e-05 --betas 0.0 0.9919919678228579" in line
+        assert "--encoder ViT-B-16-quickgelu --encoder-weights openai" in line
+        assert "--alpha-weights weights/clip_b16_grit+mim_fultune_4xe.pth" in line
+    assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
+    assert re.search(r"ioda pretrain --preset safmn_l .*--data data/GTA5/train", out)
+    assert "--source sam --sam-model vit_h --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
+
+
+def test_paper_run_fails_early_naming_the_manual_files(tmp_path):
+    """A real run of the paper config stops in its first jobs (dataset preparation) with instructions."""
+    proj = copy_project(ROOT, tmp_path / "ioda")
+    proc = snakemake(proj, "--configfile", "config/paper.yaml", "--cores", "1", "data/RealSR_Canon/manifest.json")
+    assert proc.returncode != 0
+    log = (proj / "logs" / "prepare" / "RealSR_Canon.log").read_text()
+    assert "RealSR" in log and "raw" in log  # names what to place where (under run.raw_dir)
+    assert not (proj / "data" / "RealSR_Canon" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c["adapt"].update(stpes=3), "stpes"),
+        (lambda c: c["experiments"]["tables"]["table1"].update(tasks=["nope"]), "experiments.tables.table1.tasks"),
+    ],
+)
+def test_malformed_config_stops_the_workflow_naming_the_key(tmp_path, edit, expected):
+    cfg = yaml.safe_load((ROOT / ".test" / "config.yaml").read_text())
+    edit(cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(ROOT, "-n", "--configfile", str(bad))
+    assert proc.returncode != 0
+    assert expected in proc.stdout + proc.stderr
+
+
+# ---- the real run -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_full_run_writes_tables_figures_and_summary(e2e):
+    plan = Plan(load_config(e2e / "params.yaml"))
+    cells = pd.read_csv(e2e / "results" / "metrics" / "aggregate.csv")
+    assert len(cells) == len(plan.cells())
+    assert all(math.isfinite(v) and 0 < v < 100 for v in cells["psnr_mean"])
+    assert all(0 < v <= 1 for v in cells["ssim_mean"])
+    assert (cells.loc[cells.variant == "ioda", "n"] == plan.tasks["canon"]["targets"]).all()
+    # the curve cell has oracle numbers, kept in their own columns
+    assert cells.loc[cells.variant == "ioda", "oracle_psnr_mean"].notna().all()
+    for name in plan.tables:
+        t = pd.read_csv(e2e / "results" / "tables" / f"{name}.csv")
+        assert len(t) and t.select_dtypes("number").notna().any().any()
+        assert (e2e / "results" / "tables" / f"{name}.tex").read_text().startswith(r"\begin{table}")
+    for fig in ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves"):
+        assert (e2e / "results" / "figures" / f"{fig}.png").stat().st_size > 1000
+        assert (e2e / "results" / "figures" / f"{fig}.pdf").stat().st_size > 1000
+    text = (e2e / "results" / "summary.md").read_text()
+    assert "untrained" in text and "not** the paper's numbers" in text
+    metrics = json.loads((e2e / "results" / "metrics" / "metrics.json").read_text())
+    assert metrics["canon"]["safmn_tiny"]["ioda"]["n"] == plan.tasks["canon"]["targets"]
+    # every rule wrote its log, heavy rules their benchmark
+    assert (e2e / "logs" / "adapt" / "safmn_tiny" / "canon" / "ioda" / "img0.log").stat().st_size > 0
+    assert list((e2e / "logs" / "benchmarks" / "adapt").rglob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_rerun_does_nothing(e2e):
+    proc = snakemake(e2e, "-n", "--profile", "workflow/profiles/default")
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_report_html_builds(e2e):
+    proc = snakemake(e2e, "--report", "results/report.html")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (e2e / "results" / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000 and "fig1_bars.png" in html and "summary.md" in html
+
+
+@pytest.mark.slow
+def test_changing_an_adapt_param_reruns_only_adaptation_onward(e2e, tmp_path):
+    proj = clone_run(e2e, tmp_path / "ioda")
+    cfg = yaml.safe_load((proj / "params.yaml").read_text())
+    cfg["adapt"]["steps"] += 1
+    (proj / "params.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(proj, "-n", "--profile", "workflow/profiles/default")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout + proc.stderr)
+    plan = Plan(load_config(proj / "params.yaml"))
+    uses_steps = [r for r in plan.adapt_runs() if r.variant not in ("finetune", "zssr")]
+    assert jobs.get("adapt", 0) + jobs.get("adapt_with_curve", 0) == len(uses_steps)
+    assert jobs["evaluate"] == len(uses_steps)  # the baseline and fine-tune evaluations stay
+    assert not {"prepare", "pretrain", "masks"} & set(jobs)
+    assert {"aggregate", "tables", "summary"} <= set(jobs)
+    assert "Params have changed since last execution" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes(e2e):
+    info = _E2E["interrupt"]
+    assert info["rc"] != 0 and info["interrupted_runs"], "the first run was not interrupted during adaptation"
+    assert not info["summary_after_interrupt"]
+    assert not info["left_models"]  # the interrupted jobs left no half-written model behind
+    for d in info["interrupted_runs"]:  # ... and the resumed run redid them
+        assert (d / "model.safetensors").is_file() and (d / "adapt.json").is_file()
+    assert (e2e / "results" / "summary.md").is_file()
