@@ -192,3 +192,18 @@ def test_bad_inputs_fail_cleanly(world, tmp_path):
                                      str(tmp_path / "no_such_sam.pth"))
     assert "finetune" in _bad(world, tmp_path, "--variant", "finetune")
     assert "hat_tiny" in _bad(world, tmp_path, "--preset", "hat_tiny")
+
+
+def test_encoder_auto_falls_back_to_untrained_tiny_offline_and_says_so(world, tmp_path, monkeypatch, capsys):
+    import ioda.clip.loading as loading
+
+    # No network in tests: pretend the hub is unreachable and nothing is cached.
+    monkeypatch.setattr(loading, "_host_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(loading, "_cached_weights", lambda cfg: None)
+    out = tmp_path / "auto"
+    args = [str(world["photo"]), "--model", str(world["ckpt"]), "--out-dir", str(out), "--variant", "image_guided",
+            "--source-data", str(world["source"]), "--steps", "2", "--lr-patch", str(PATCH), "--device", "cpu"]
+    assert adapt_main(args) == 0
+    report = json.loads((out / "adapt.json").read_text())
+    assert report["encoder"]["untrained"] is True and "tiny" in report["encoder"]["description"]
+    assert "falling back to the UNTRAINED tiny encoder" in capsys.readouterr().err

@@ -151,7 +151,7 @@ def test_paper_dry_run_uses_the_authors_settings():
         assert "--alpha-weights weights/clip_b16_grit+mim_fultune_4xe.pth" in line
     assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
     assert re.search(r"ioda pretrain --preset safmn_l .*--data data/GTA5/train", out)
-    assert "--source sam --sam-model vit_h --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
+    assert "--source sam --sam-model vit_h --device cuda --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
 
 
 def test_paper_run_fails_early_naming_the_manual_files(tmp_path):

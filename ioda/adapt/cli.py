@@ -32,6 +32,9 @@ SETTINGS_PRESETS = {
 }
 
 
+BASELINE_LR = {"finetune": 2e-4, "zssr": 1e-3}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ioda adapt",
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
     p.add_argument("--lr", type=float, help="learning rate (Adam)")
+    p.add_argument("--baseline-lr", type=float,
+                   help="learning rate of the finetune / zssr baselines (default: 2e-4 finetune, 1e-3 zssr as in ZSSR)")
     p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
@@ -204,7 +209,7 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         model_t, stats = run_supervised_baseline(
             variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=args.lr or 2e-4, seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
+            lr=args.baseline_lr or BASELINE_LR[variant.method], seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
     else:
         encoder = _encoder(args, device)
         encoder_desc, untrained = encoder.description, bool(encoder.untrained)

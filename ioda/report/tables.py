@@ -199,13 +199,17 @@ class Builder:
                      ("Δ PSNR", "diff", ("delta_psnr",))]
         return Table(name, TITLES[name], cols, rows, self.notes(extra))
 
-    def _add_paper(self, row: dict, pv: PaperValue | None, prefix: str = "paper", mean_key: str = "psnr_mean") -> None:
-        row[f"{prefix}_psnr"] = pv.psnr if pv and pv.psnr is not None else math.nan
-        row[f"{prefix}_ssim"] = pv.ssim if pv and pv.ssim is not None else math.nan
-        row[f"{prefix}_var"] = pv.var if pv and pv.var is not None else math.nan
-        row[f"{prefix}_minutes"] = pv.minutes if pv and pv.minutes is not None else math.nan
-        row["delta_" + prefix.replace("paper", "psnr")] = (
-            row[mean_key] - pv.psnr if pv and pv.psnr is not None and _finite(row.get(mean_key)) else math.nan)
+    @staticmethod
+    def _add_paper(row: dict, pv: PaperValue | None) -> None:
+        """paper_psnr/ssim/var/minutes and delta_psnr (ours - paper) columns; NaN where the paper has none."""
+        def get(attr):
+            value = getattr(pv, attr) if pv else None
+            return math.nan if value is None else value
+
+        for attr in ("psnr", "ssim", "var", "minutes"):
+            row[f"paper_{attr}"] = get(attr)
+        ours = row.get("psnr_mean")
+        row["delta_psnr"] = ours - row["paper_psnr"] if _finite(ours) and _finite(row["paper_psnr"]) else math.nan
 
     # Tables 4 and 5: rows = tasks (4) or backbones (5), one PSNR column per variant.
     def pivot(self, name: str, by: str) -> Table:
