@@ -111,7 +111,7 @@ def bench(preset: str, encoder_name: str, lr_patch: int, batch: int, steps: int,
         else:
             fn = lambda: _floor_step(tr)  # noqa: E731
         result[mode] = _time(fn, steps, warmup=2, device=device)
-        del tr, enc, model
+        tr = enc = model = None  # free before the next mode
         if device.type == "cuda":
             torch.cuda.empty_cache()
     result["speedup_vs_naive"] = result["naive"]["s_per_step"] / result["ours"]["s_per_step"]

@@ -238,3 +238,20 @@ def test_cached_weights_are_found_without_network(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", fake_cache)
     assert loading._cached_weights({"hf_hub": "timm/vit_base_patch16_clip_224.openai/"}) == str(hub_file)
     assert seen[0] == ("timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors")
+
+
+def test_encode_images_batches_equal_separate_calls():
+    from ioda.clip import build_encoder
+
+    enc = build_encoder("tiny", seed=0)
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 32, 32, generator=g)
+    m = (torch.rand(2, 1, 32, 32, generator=g) > 0.5).float()
+    b = torch.rand(2, 3, 128, 128, generator=g)
+    with torch.no_grad():
+        together = enc.encode_images([(a, None), (a, m), (b, None)])
+        apart = [enc.encode_image(a), enc.encode_image(a, m), enc.encode_image(b)]
+    assert [t.shape for t in together] == [(2, enc.embed_dim)] * 3
+    for x, y in zip(together, apart):
+        assert torch.allclose(x, y, atol=1e-5)
+    assert not torch.allclose(together[0], together[2], atol=1e-3)

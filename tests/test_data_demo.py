@@ -55,7 +55,7 @@ def test_tiles_do_not_overlap_and_drop_flat_ones():
 
 def test_prepare_is_deterministic_and_seeded(tmp_path):
     a = prepare("demo_canon", tmp_path / "a", seed=0, spec=SMALL)
-    b = prepare("demo_canon", tmp_path / "b", seed=0, spec=SMALL)
+    prepare("demo_canon", tmp_path / "b", seed=0, spec=SMALL)
     c = prepare("demo_canon", tmp_path / "c", seed=1, spec=SMALL)
     for rel in ["pool/HR/chelsea_r0c0.png", "pool/LR_x4/chelsea_r0c0.png", "test/LR_x4/colorwheel_r0c0.png",
                 "manifest.json"]:

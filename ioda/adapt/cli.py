@@ -8,9 +8,7 @@ curve.csv (PSNR/SSIM on a held-out target test set per step: an ORACLE curve for
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -53,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
     p.add_argument("--labels", help="instance label map of the photo (.npz from `ioda masks`); computed with "
                    "--mask-source when the variant needs one and none is given")
-    p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"])
+    p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"],
+                   help="instance source when --labels is not given: SLIC superpixels (offline) or SAM")
     p.add_argument("--sam-model", default="vit_h", choices=["vit_b", "vit_l", "vit_h"],
                    help="SAM size for --mask-source sam (the paper: vit_h)")
     p.add_argument("--sam-checkpoint", help="SAM checkpoint file for --mask-source sam (e.g. sam_vit_h_4b8939.pth)")
@@ -67,22 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unit: images enter CLIP in [0,1] (default); gan_quirk: the authors' [-1,1] un-normalisation")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
                    help="step budget preset: paper (1500 steps, batch 2, LR patch 128) or cpu; auto = paper on CUDA")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings)")
+    p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
     p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
     p.add_argument("--lr", type=float, help="learning rate (Adam)")
     p.add_argument("--baseline-lr", type=float,
                    help="learning rate of the finetune / zssr baselines (default: 2e-4 finetune, 1e-3 zssr as in ZSSR)")
     p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate on --eval-data every N steps (0: never)")
     p.add_argument("--tile", type=int, default=0, help="tile size (LR px) for super-resolving the photo; 0 = whole")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
     p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after success")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--log", help="also log to this file")
     return p
 

@@ -1,8 +1,8 @@
 """The adaptation loop for the direction-loss variants.
 
 M_S is frozen; M_T starts as a copy of it and is the only thing trained. Per step only E(M_T(LR_T)) needs
-autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, LR_S and LR_T in one
-batched call. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR is an
+autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, in one batched
+tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR is an
 oracle for plots only and never picks the model.
 """
 
@@ -157,18 +157,18 @@ class DirectionTrainer:
         cl = torch.channels_last if self.settings.channels_last else torch.contiguous_format
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             with torch.no_grad():
-                if self.text_dir is not None:
-                    e_lr_s = self.text_dir[0:1].expand(n, -1)
-                    e_lr_t = self.text_dir[1:2].expand(n, -1)
-                else:
-                    ones = torch.ones_like(b.alpha_t)
-                    e_lr = self._encode(torch.cat([b.lr_s, b.lr_t]), torch.cat([ones, b.alpha_t]))
-                    e_lr_s, e_lr_t = e_lr[:n], e_lr[n:]
                 if self.variant.reference == "hr":
                     ref = b.hr_s
                 else:
                     ref = self.model_s(b.lr_s.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_s_hr
-                e_sr_s = self._encode(ref, None)
+                if self.text_dir is not None:
+                    e_lr_s = self.text_dir[0:1].expand(n, -1)
+                    e_lr_t = self.text_dir[1:2].expand(n, -1)
+                    e_sr_s = self._encode(ref, None)
+                else:
+                    # E(LR_S), E(LR_T) and E(M_S(LR_S)) in one tower forward.
+                    e_lr_s, e_lr_t, e_sr_s = (e.float() for e in self.encoder.encode_images(
+                        [(b.lr_s, None), (b.lr_t, b.alpha_t), (ref, None)]))
             sr_t = self.model_t(b.lr_t.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_t_hr
             e_sr_t = self._encode(sr_t, b.alpha_t_hr)
             loss = self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)

@@ -24,6 +24,7 @@ import pandas as pd
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, write_json
+from ioda.report.cli import report_parser
 from ioda.report.plan import Plan, Run
 from ioda.runtime import setup_logging
 
@@ -151,11 +152,8 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ioda aggregate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="params file (params.yaml or the workflow's results/config.json)")
+    p = report_parser("ioda aggregate", __doc__)
     p.add_argument("--out-dir", help="default: <results_dir>/metrics")
-    p.add_argument("--log", help="also log to this file")
     return p
 
 

@@ -26,6 +26,7 @@ from ioda.config import load_config  # noqa: E402
 from ioda.errors import IodaError  # noqa: E402
 from ioda.files import atomic_path, read_json, removed_on_failure  # noqa: E402
 from ioda.imageio import list_images, read_image  # noqa: E402
+from ioda.report.cli import report_parser
 from ioda.report.plan import Plan, Run  # noqa: E402
 from ioda.report.tables import METHOD, read_cells  # noqa: E402
 from ioda.runtime import progress_enabled, resolve_device, seed_everything, setup_logging  # noqa: E402
@@ -259,12 +260,9 @@ BUILDERS = {"fig1_bars": fig1_bars, "fig4_tsne": fig4_tsne, "fig8_visuals": fig8
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ioda figures", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = report_parser("ioda figures", __doc__)
     p.add_argument("figure", choices=FIGURES)
-    p.add_argument("--config", required=True, help="params file (params.yaml or the workflow's results/config.json)")
     p.add_argument("--out-dir", help="default: <results_dir>/figures")
-    p.add_argument("--log", help="also log to this file")
     return p
 
 

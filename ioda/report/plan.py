@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ioda.adapt.variants import VARIANTS
 from ioda.errors import IodaError
 
-SINGLE_IMAGE_VARIANTS = ("image_guided", "real_hr", "text_guided", "occlusion", "grid", "box", "instance", "ioda", "zssr")
-NEEDS_LABELS = ("instance", "ioda")  # region-range masks from the instance label map
+# Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
+SINGLE_IMAGE_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method in ("direction", "zssr"))
+NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
 TABLES = tuple(f"table{k}" for k in range(1, 7))
 
 

@@ -12,6 +12,7 @@ from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import write_text
 from ioda.report.figures import FIGURES
+from ioda.report.cli import report_parser
 from ioda.report.plan import Plan
 from ioda.runtime import setup_logging
 
@@ -99,10 +100,8 @@ def render(plan: Plan, out: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ioda report", description=__doc__)
-    p.add_argument("--config", required=True, help="params file (params.yaml or the workflow's results/config.json)")
+    p = report_parser("ioda report", __doc__)
     p.add_argument("--out", help="default: <results_dir>/summary.md")
-    p.add_argument("--log", help="also log to this file")
     return p
 
 

@@ -23,6 +23,7 @@ from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
 from ioda.report.aggregate import VARIANCE_NOTE
 from ioda.report.paper_numbers import TABLE6_QUOTED, PaperValue, paper_value
+from ioda.report.cli import report_parser
 from ioda.report.plan import Plan
 from ioda.runtime import setup_logging
 
@@ -326,12 +327,9 @@ def write_tables(tables: list[Table], out_dir: Path) -> list[Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ioda tables", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="params file (params.yaml or the workflow's results/config.json)")
+    p = report_parser("ioda tables", __doc__)
     p.add_argument("--aggregate", help="aggregate.csv (default: <results_dir>/metrics/aggregate.csv)")
     p.add_argument("--out-dir", help="default: <results_dir>/tables")
-    p.add_argument("--log", help="also log to this file")
     return p
 
 
