@@ -106,6 +106,12 @@ def test_resume_is_bit_exact(world, tmp_path):
     assert [v for _, v in full.loss_rows] == [v for _, v in resumed.loss_rows]
 
 
+def test_resume_refuses_changed_settings(world, tmp_path):
+    _trainer(world, tmp_path, steps=4, ckpt_every=2).run()
+    with pytest.raises(IodaError, match="cannot resume with lr=0.0005; the checkpoint was made with lr=0.001"):
+        _trainer(world, tmp_path, steps=8, lr=5e-4).run(resume=True)
+
+
 def test_same_seed_same_weights_different_seed_different(world, tmp_path):
     runs = []
     for i, seed in enumerate((0, 0, 1)):

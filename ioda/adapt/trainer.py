@@ -121,7 +121,14 @@ class DirectionTrainer:
             "fallbacks": self.fallbacks,
             "samples": self.samples,
             "variant": self.variant.name,
+            "settings": self._resume_keys(),
         }
+
+    def _resume_keys(self) -> dict:
+        """Settings a resumed run must share with the run it continues (steps may grow)."""
+        s = self.settings
+        return {"batch_size": s.batch_size, "lr_patch": s.lr_patch, "lr": s.lr, "betas": list(s.betas),
+                "loss": s.loss, "seed": s.seed}
 
     def save_checkpoint(self) -> None:
         with atomic_path(self.ckpt_path) as tmp:
@@ -136,6 +143,11 @@ class DirectionTrainer:
             raise IodaError(
                 f"{self.ckpt_path}: checkpoint is for variant {state.get('variant')!r}, not {self.variant.name!r}"
             )
+        for key, want in self._resume_keys().items():
+            had = state.get("settings", {}).get(key)
+            if had != want:
+                raise IodaError(f"{self.ckpt_path}: cannot resume with {key}={want!r}; the checkpoint was made "
+                                f"with {key}={had!r} (use the same setting or a new --out-dir)")
         self.model_t.load_state_dict(state["model_t"])
         self.opt.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
