@@ -255,3 +255,21 @@ def test_encode_images_batches_equal_separate_calls():
     for x, y in zip(together, apart):
         assert torch.allclose(x, y, atol=1e-5)
     assert not torch.allclose(together[0], together[2], atol=1e-3)
+
+
+def test_random_alpha_init_makes_untrained_features_depend_on_the_mask():
+    from ioda.clip import build_encoder
+
+    zero, rand = build_encoder("tiny", seed=0), build_encoder("tiny", seed=0, alpha_init="random")
+    assert not zero.visual.conv1_alpha.weight.any() and rand.visual.conv1_alpha.weight.abs().sum() > 0
+    again = build_encoder("tiny", seed=0, alpha_init="random")
+    assert torch.equal(rand.visual.conv1_alpha.weight, again.visual.conv1_alpha.weight)  # seeded
+    img = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    half = torch.zeros(1, 1, 64, 64)
+    half[..., :32] = 1
+    with torch.no_grad():
+        assert torch.equal(zero.encode_image(img, half), zero.encode_image(img))
+        assert not torch.allclose(rand.encode_image(img, half), rand.encode_image(img), atol=1e-4)
+    assert "alpha conv random" in rand.description
+    with pytest.raises(IodaError, match="alpha_init 'ones'"):
+        build_encoder("tiny", alpha_init="ones")

@@ -242,6 +242,21 @@ def test_changing_an_adapt_param_reruns_only_adaptation_onward(e2e, tmp_path):
 
 
 @pytest.mark.slow
+def test_changing_the_encoder_reruns_the_guided_adaptations(e2e, tmp_path):
+    # The encoder reaches `ioda adapt` through the variant-specific flags: they must be a tracked param too.
+    proj = clone_run(e2e, tmp_path / "ioda")
+    cfg = yaml.safe_load((proj / "params.yaml").read_text())
+    cfg["encoder"]["alpha_init"] = "zero" if cfg["encoder"].get("alpha_init") == "random" else "random"
+    (proj / "params.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(proj, "-n", "--profile", "workflow/profiles/default")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout + proc.stderr)
+    plan = Plan(load_config(proj / "params.yaml"))
+    assert jobs.get("adapt", 0) + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
+    assert not {"prepare", "pretrain", "masks"} & set(jobs)
+
+
+@pytest.mark.slow
 def test_interrupted_run_resumes(e2e):
     info = _E2E["interrupt"]
     assert info["rc"] != 0 and info["interrupted_runs"], "the first run was not interrupted during adaptation"

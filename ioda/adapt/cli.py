@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "if they are in the local cache, else tiny, with a warning)")
     p.add_argument("--encoder-weights", help="CLIP weights: 'openai' or a local state-dict file")
     p.add_argument("--alpha-weights", help="released Alpha-CLIP visual checkpoint (e.g. clip_b16_grit+mim_fultune_4xe.pth)")
+    p.add_argument("--alpha-init", default="zero", choices=["zero", "random"],
+                   help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
+                   "(only sensible for an untrained encoder)")
     p.add_argument("--clip-input", default="unit", choices=["unit", "gan_quirk"],
                    help="unit: images enter CLIP in [0,1] (default); gan_quirk: the authors' [-1,1] un-normalisation")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
@@ -113,7 +116,7 @@ def _encoder(args, device: torch.device):
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
     return build_encoder(name, pretrained=weights, alpha_weights=args.alpha_weights, device=device,
-                         input_range=args.clip_input, seed=args.seed)
+                         input_range=args.clip_input, seed=args.seed, alpha_init=args.alpha_init)
 
 
 def _source_dir(args, scale: int) -> Path:

@@ -159,7 +159,8 @@ def load_alpha_weights(visual: AlphaVisionTransformer, path: str | os.PathLike) 
 
 
 def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weights: str | None = None,
-                  device: str | torch.device = "cpu", seed: int = 0, input_range: str = "unit") -> ImageEncoder:
+                  device: str | torch.device = "cpu", seed: int = 0, input_range: str = "unit",
+                  alpha_init: str = "zero") -> ImageEncoder:
     """Build a frozen Alpha-CLIP ImageEncoder (see the module doc for the arguments)."""
     import open_clip
     import open_clip.pretrained as ocp
@@ -201,8 +202,16 @@ def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weig
         AlphaVisionTransformer.from_open_clip(clip.visual)
     except TypeError as err:
         raise IodaError(f"clip model {model!r}: no plain open_clip ViT image tower ({err})") from None
+    if alpha_init not in ("zero", "random"):
+        raise IodaError(f"clip alpha_init {alpha_init!r}: expected 'zero' or 'random'")
     if alpha_weights:
         load_alpha_weights(clip.visual, alpha_weights)
+    elif alpha_init == "random":
+        # Zero keeps CLIP's features exactly (right for real CLIP weights); for an untrained encoder a seeded
+        # random alpha conv lets region masks change the features, as trained Alpha-CLIP weights would.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            clip.visual.conv1_alpha.reset_parameters()
 
     # Released Alpha-CLIP checkpoints hold the whole image tower: image features are then trained
     # even without CLIP weights (only the text tower stays random, which the description says).
@@ -215,7 +224,8 @@ def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weig
         weights = f"weights {Path(weights_path).name}"
     else:
         weights = f"open_clip weights {pretrained!r}"
-    alpha = f"alpha conv {Path(alpha_weights).name}" if alpha_weights else "alpha conv zero (= plain CLIP)"
+    alpha = (f"alpha conv {Path(alpha_weights).name}" if alpha_weights
+             else "alpha conv random (untrained)" if alpha_init == "random" else "alpha conv zero (= plain CLIP)")
     size = clip.visual.image_size
     description = (f"Alpha-CLIP {model}, {weights}, {alpha}, {size[0]} px, dim {clip.visual.output_dim}, "
                    f"{input_range} input")

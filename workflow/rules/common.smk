@@ -190,15 +190,17 @@ def adapt_steps(wc):
     return {"finetune": a["finetune_steps"], "zssr": a["zssr_steps"]}.get(wc.variant, a["steps"])
 
 
-def adapt_extra(wc, input):
-    """Variant-specific flags. Everything that changes a run's result is a param, so Snakemake reruns it."""
+def adapt_extra(wc):
+    """Variant-specific flags. Everything that changes a run's result is a param, so Snakemake reruns it.
+    A function of the wildcards only: Snakemake does not compare params that depend on `input`."""
     r, t, a, enc = run_of(wc), task_cfg(wc), config["adapt"], config["encoder"]
     opts = ["--encoder", enc["name"]]
     for flag, key in (("--encoder-weights", "weights"), ("--alpha-weights", "alpha_weights")):
         if enc[key]:
             opts += [flag, enc[key]]
-    if "labels" in input.keys():
-        opts += ["--labels", input.labels]
+    opts += ["--alpha-init", enc["alpha_init"]]
+    if wc.variant in NEEDS_LABELS:
+        opts += ["--labels", PLAN.labels(t["target"], r.image_index)]
     if wc.variant == "text_guided" and t["prompts"]:
         opts += ["--prompts", *t["prompts"]]
     if wc.variant == "finetune":
