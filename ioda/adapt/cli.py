@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("steps", "batch_size", "lr_patch"):
         if getattr(settings, key) < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
-    if variant.method != "none" and min(photo.shape[:2]) < settings.lr_patch and variant.method != "zssr":
+    # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
+    if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
         raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch size "
                         f"{settings.lr_patch} (use a larger photo or --lr-patch)")
     out_dir = Path(args.out_dir)
