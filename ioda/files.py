@@ -17,6 +17,27 @@ import yaml
 from ioda.errors import IodaError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """tempfile.mkdtemp, but with the mode a plain mkdir would give (mkdtemp's 0700 ignores the umask and
+    would keep a group from reading the results once the folder is renamed into place)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds.
@@ -27,6 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would survive the rename; honour the umask
     try:
         yield tmp
         os.replace(tmp, path)
@@ -47,6 +69,20 @@ def removed_on_failure(*paths: str | os.PathLike) -> Iterator[None]:
             elif p.exists() or p.is_symlink():
                 p.unlink()
         raise
+
+
+def ensure_writable_dir(folder: str | os.PathLike, what: str) -> bool:
+    """Create `folder` if needed and prove it writable now (not at the first checkpoint, minutes later).
+    Returns True if this call created it. `what` names the option or key in the one-line error."""
+    folder = Path(folder)
+    existed = folder.is_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise IodaError(f"{what} {folder}: cannot write there ({err.strerror or err})") from None
+    return not existed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -74,6 +74,7 @@ def run_supervised_baseline(
     device: torch.device,
     work_dir: Path,
     resume: bool,
+    inputs: dict[str, str | None] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     length = steps * batch_size
     if method == "finetune":
@@ -100,5 +101,6 @@ def run_supervised_baseline(
         ckpt_path=work_dir / "checkpoint.pt",
         resume=resume,
         log_csv=work_dir / "train_log.csv",
+        inputs=inputs,
     )
     return model, {**stats, "steps": stats["steps_done"], "seconds": time.perf_counter() - t0}

@@ -8,17 +8,20 @@ curve.csv (PSNR/SSIM on a held-out target test set per step: an ORACLE curve for
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import math
 import platform
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ioda.adapt.variants import VARIANTS, get_variant
 from ioda.errors import IodaError
-from ioda.files import sha256_file, write_json
-from ioda.imageio import image_to_tensor, read_image, tensor_to_image, write_image
+from ioda.files import ensure_writable_dir, sha256_file, write_json
+from ioda.imageio import read_image, write_image
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 
 LOG = logging.getLogger("ioda.adapt")
@@ -31,6 +34,10 @@ SETTINGS_PRESETS = {
 
 
 BASELINE_LR = {"finetune": 2e-4, "zssr": 1e-3}
+# sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
+AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
+# outputs of a run: on failure only those this run created or replaced are removed
+FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "labels.npz", "labels.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
     p.add_argument("--eval-every", type=int, default=0, help="evaluate on --eval-data every N steps (0: never)")
-    p.add_argument("--tile", type=int, default=0, help="tile size (LR px) for super-resolving the photo; 0 = whole")
+    p.add_argument("--tile", type=int, help="tile size (LR px) for super-resolving the photo; 0 = whole photo in one "
+                   f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
     p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
@@ -138,9 +146,44 @@ def _labels(args, photo_path: Path, photo, out_dir: Path):
     return labels
 
 
+def _check_numbers(args) -> None:
+    """Every numeric option is checked before any work; 0 is a value, never "not given"."""
+    for key in ("steps", "batch_size", "lr_patch"):
+        v = getattr(args, key)
+        if v is not None and v < 1:
+            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
+    for key in ("lr", "baseline_lr"):
+        v = getattr(args, key)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise IodaError(f"--{key.replace('_', '-')} must be a positive number, got {v}")
+    if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
+        raise IodaError(f"--betas must both lie in [0, 1), got {args.betas[0]} {args.betas[1]}")
+    if args.tile is not None and args.tile < 0:
+        raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
+    if args.eval_every < 0:
+        raise IodaError(f"--eval-every must be 0 (never) or a positive number of steps, got {args.eval_every}")
+
+
+def _identity(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class _KeptOutputs(IodaError):
+    """A failure after some outputs were completed that must be kept (e.g. the weights when sr.png fails)."""
+
+    def __init__(self, message: str, keep: tuple[str, ...]):
+        super().__init__(message)
+        self.keep = keep
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
+    _check_numbers(args)
     from ioda.adapt.trainer import AUTHORS_BETAS, AdaptSettings
     from ioda.archs import load_model
 
@@ -151,39 +194,39 @@ def main(argv: list[str] | None = None) -> int:
     variant = get_variant(args.variant, prompts=prompts)
     photo_path = Path(args.photo)
     photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
-    loaded = load_model(args.model, preset=args.preset)
+    loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
+    given = lambda key: preset[key] if getattr(args, key) is None else getattr(args, key)  # noqa: E731
     settings = AdaptSettings(
-        steps=args.steps or preset["steps"],
-        batch_size=args.batch_size or preset["batch_size"],
-        lr_patch=args.lr_patch or preset["lr_patch"],
-        lr=args.lr or preset["lr"],
+        steps=given("steps"),
+        batch_size=given("batch_size"),
+        lr_patch=given("lr_patch"),
+        lr=given("lr"),
         betas=tuple(args.betas) if args.betas else AUTHORS_BETAS,
         loss=args.loss,
         seed=args.seed,
         eval_every=args.eval_every if args.eval_data else 0,
         channels_last=args.channels_last,
     )
-    for key in ("steps", "batch_size", "lr_patch"):
-        if getattr(settings, key) < 1:
-            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
         raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch size "
                         f"{settings.lr_patch} (use a larger photo or --lr-patch)")
     out_dir = Path(args.out_dir)
-    existed = out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    finals = [out_dir / n for n in ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "labels.npz",
-                                    "labels.json")]
+    created = ensure_writable_dir(out_dir, "--out-dir")
+    before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
     try:
         stats, untrained = _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir)
-    except BaseException:
-        # No partial results: drop every final output; keep checkpoint.pt (the last good state) for --resume,
-        # and drop a folder this run created if nothing worth keeping is in it.
-        for f in finals:
-            f.unlink(missing_ok=True)
-        if not existed and not (out_dir / "checkpoint.pt").exists():
+    except BaseException as err:
+        # No partial results, and nothing of an earlier run lost: remove only the outputs this run created or
+        # replaced (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for
+        # --resume, and drop a folder this run created if nothing worth keeping is in it.
+        keep = getattr(err, "keep", ())
+        for name, ident in before.items():
+            f = out_dir / name
+            if name not in keep and _identity(f) != ident and f.exists():
+                f.unlink()
+        if created and not (out_dir / "checkpoint.pt").exists():
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
     if untrained:
@@ -192,11 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _labels_digest(labels) -> str | None:
+    if labels is None:
+        return None
+    arr = np.ascontiguousarray(labels, dtype=np.int32)
+    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
+
+
+def _tile_for(args, photo) -> int:
+    if args.tile is not None:
+        return args.tile
+    return AUTO_TILE if photo.shape[0] * photo.shape[1] > AUTO_TILE_PIXELS else 0
+
+
 def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir):
     from ioda.adapt.batches import DirectionSampler, SourcePool
     from ioda.adapt.baselines import run_supervised_baseline
     from ioda.adapt.trainer import DirectionTrainer
-    from ioda.archs import save_model, upscale
+    from ioda.archs import save_model
+    from ioda.archs.tiling import upscale_image
     from ioda.data.pairs import list_pairs
 
     seed_everything(args.seed)
@@ -206,13 +263,16 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
 
         eval_fn = lambda m: evaluate_model(m, args.eval_data, scale, device=device)[1]  # noqa: E731
     encoder_desc, untrained = None, False
+    # what a --resume must continue on: the same photo and source model (and label map, below)
+    inputs = {"photo": sha256_file(photo_path), "model": sha256_file(args.model)}
     if variant.method == "none":
         model_t, stats = loaded.module.to(device).eval(), {"seconds": 0.0, "steps": 0}
     elif variant.method in ("finetune", "zssr"):
         model_t, stats = run_supervised_baseline(
             variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=args.baseline_lr or BASELINE_LR[variant.method], seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
+            lr=args.baseline_lr or BASELINE_LR[variant.method], seed=args.seed, device=device, work_dir=out_dir,
+            resume=args.resume, inputs=inputs)
     else:
         encoder = _encoder(args, device)
         encoder_desc, untrained = encoder.description, bool(encoder.untrained)
@@ -224,20 +284,28 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
             region=variant.region, occlusion=variant.occlusion, occlusion_p=settings.occlusion_p,
             occlusion_cell=settings.occlusion_cell, occlusion_cell_p=settings.occlusion_cell_p,
             region_opts=settings.region_opts, seed=args.seed)
-        trainer = DirectionTrainer(loaded.module, encoder, sampler, variant, settings, device, out_dir, eval_fn)
+        inputs["labels"] = _labels_digest(labels)
+        trainer = DirectionTrainer(loaded.module, encoder, sampler, variant, settings, device, out_dir, eval_fn,
+                                   inputs=inputs)
         stats = trainer.run(resume=args.resume)
         model_t = trainer.model_t
     model_t.eval()
-    save_model(model_t, out_dir / "model.safetensors", preset=loaded.preset or args.preset,
+    model_path = out_dir / "model.safetensors"
+    save_model(model_t, model_path, preset=loaded.preset, arch=loaded.arch, scale=scale,
                meta={"ioda_variant": variant.name, "adapted_on": photo_path.name})
+    sr_error = None
     if not args.no_sr:
-        with torch.no_grad():
-            sr = upscale(model_t, image_to_tensor(photo).to(device), scale, tile=args.tile)
-        write_image(out_dir / "sr.png", tensor_to_image(sr))
+        tile = _tile_for(args, photo)
+        try:
+            write_image(out_dir / "sr.png", upscale_image(model_t, photo, scale, tile=tile, device=device))
+        except Exception as err:  # noqa: BLE001 - out of memory, disk full...: the weights are still good
+            sr_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+            (out_dir / "sr.png").unlink(missing_ok=True)  # an earlier run's sr.png is not of these weights
     report = {
         "variant": variant.to_dict(),
         "settings": settings.to_dict() | {"steps_preset": args.settings},
-        "model": {"path": str(args.model), "arch": loaded.arch, "preset": loaded.preset, "scale": scale},
+        "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
+                  "scale": scale},
         "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
@@ -248,7 +316,14 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         "torch": torch.__version__,
         "oracle_note": "curve.csv uses target HR; it is for plots only and never chooses the model",
     }
+    if sr_error:
+        report["sr_error"] = sr_error
     write_json(out_dir / "adapt.json", report)
+    if sr_error:
+        raise _KeptOutputs(
+            f"{out_dir / 'sr.png'}: not written ({sr_error}); the adapted weights are kept in {model_path} "
+            f"(sr.png later: ioda adapt {photo_path} --model {model_path} --variant baseline --tile 128 --out-dir DIR)",
+            keep=("model.safetensors", "adapt.json", "labels.npz", "labels.json", "curve.csv"))
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.exists() and not args.keep_checkpoint:
         ckpt.unlink()

@@ -82,6 +82,7 @@ class DirectionTrainer:
         device: torch.device,
         work_dir: Path,
         eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+        inputs: dict[str, str | None] | None = None,
     ):
         self.variant, self.settings, self.device, self.sampler = variant, settings, device, sampler
         self.encoder = encoder
@@ -95,6 +96,8 @@ class DirectionTrainer:
         self.work_dir = Path(work_dir)
         self.ckpt_path = self.work_dir / "checkpoint.pt"
         self.eval_fn = eval_fn
+        # sha256 of the photo, source model and label map: a resume must continue the run on the same inputs
+        self.inputs = dict(inputs or {})
         self.step = 0
         self.loss_rows: list[tuple[int, float]] = []
         self.curve: list[dict] = []
@@ -122,6 +125,7 @@ class DirectionTrainer:
             "samples": self.samples,
             "variant": self.variant.name,
             "settings": self._resume_keys(),
+            "inputs": self.inputs,
         }
 
     def _resume_keys(self) -> dict:
@@ -135,10 +139,13 @@ class DirectionTrainer:
             torch.save(self.state_dict(), tmp)
 
     def load_checkpoint(self) -> None:
-        try:
-            state = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any unreadable checkpoint is the same user error
-            raise IodaError(f"{self.ckpt_path}: cannot resume from this checkpoint ({err})") from None
+        from ioda.safeload import torch_load
+
+        state = torch_load(self.ckpt_path, map_location=self.device)
+        need = ("step", "model_t", "optimizer", "sampler", "torch_rng", "loss_rows", "curve", "fallbacks", "samples")
+        if not isinstance(state, dict) or any(k not in state for k in need):
+            raise IodaError(f"{self.ckpt_path}: not an ioda adaptation checkpoint (expected a dict with keys "
+                            f"{', '.join(need)}); remove it or use a new --out-dir")
         if state.get("variant") != self.variant.name:
             raise IodaError(
                 f"{self.ckpt_path}: checkpoint is for variant {state.get('variant')!r}, not {self.variant.name!r}"
@@ -148,7 +155,18 @@ class DirectionTrainer:
             if had != want:
                 raise IodaError(f"{self.ckpt_path}: cannot resume with {key}={want!r}; the checkpoint was made "
                                 f"with {key}={had!r} (use the same setting or a new --out-dir)")
-        self.model_t.load_state_dict(state["model_t"])
+        had_inputs = state.get("inputs") or {}
+        for key, want in self.inputs.items():
+            if had_inputs.get(key) != want:
+                raise IodaError(f"{self.ckpt_path}: cannot resume: this run's {key} (sha256 {str(want)[:12]}) is not "
+                                f"the one the checkpoint was made from (sha256 {str(had_inputs.get(key))[:12]}); "
+                                f"use the same {key} or a new --out-dir")
+        try:
+            self.model_t.load_state_dict(state["model_t"])
+        except (RuntimeError, TypeError, KeyError) as err:
+            first = " ".join(str(err).split())[:160]
+            raise IodaError(f"{self.ckpt_path}: the checkpoint's weights do not fit this model (another "
+                            f"architecture or size? {first}...); use the same --model or a new --out-dir") from None
         self.opt.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"].cpu())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,16 +94,6 @@ def _size_mismatch(sd: dict[str, torch.Tensor], preset: str) -> str | None:
     return None
 
 
-def _unpickler_reason(msg: str) -> str:
-    """The informative part of torch's weights-only refusal (its first lines are generic advice)."""
-    text = " ".join(msg.split())
-    key = "WeightsUnpickler error:"
-    if key in text:
-        reason = text.split(key, 1)[1].split(" Please use", 1)[0].split(" Check the documentation", 1)[0]
-        return reason.strip()[:200] or "not a plain-tensor checkpoint"
-    return text[:200] or "not a plain-tensor checkpoint"
-
-
 @dataclass
 class LoadedModel:
     module: nn.Module
@@ -142,14 +131,13 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                 meta = _parse_meta(f.metadata() or {})
                 raw: Any = {k: f.get_tensor(k) for k in f.keys()}
         elif suffix in (".pth", ".pt", ".ckpt", ".bin"):
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            from ioda.safeload import torch_load
+
+            raw = torch_load(path)
         else:
             raise IodaError(f"{path}: unsupported checkpoint type {suffix!r} (expected .pth, .pt, .ckpt or .safetensors)")
     except IodaError:
         raise
-    except pickle.UnpicklingError as err:
-        raise IodaError(f"{path}: refused or corrupt checkpoint (only plain tensors are loaded; "
-                        f"{_unpickler_reason(str(err))})") from None
     except (RuntimeError, OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IodaError(f"{path}: corrupt or unreadable checkpoint ({first[:200]})") from None
@@ -174,7 +162,8 @@ def _detect(sd: dict[str, torch.Tensor], path: Path) -> tuple[str, int, nn.Modul
     try:
         desc = MAIN_REGISTRY.load(sd)
     except UnsupportedModelError:
-        raise IodaError(f"{path}: unrecognised architecture (expected SAFMN, HAT or SRFormer weights)") from None
+        raise IodaError(f"{path}: architecture not recognised (no spandrel architecture matches "
+                        f"these weights)") from None
     except (KeyError, RuntimeError, ValueError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IodaError(f"{path}: inconsistent weights, cannot build the network ({first[:200]})") from None
@@ -211,6 +200,24 @@ def _module_for(preset: str, sd: dict[str, torch.Tensor], spandrel_module: nn.Mo
     return module
 
 
+def _check_reloadable(module: nn.Module, arch: str, scale: int, path: Path) -> None:
+    """A network without a preset is saved as its plain state dict and found again by spandrel on reload;
+    prove now (before any training) that spandrel rebuilds the same network from the module's own weights."""
+    from spandrel import MAIN_REGISTRY, canonicalize_state_dict
+
+    sd = {k: v for k, v in module.state_dict().items()}
+    try:
+        desc = MAIN_REGISTRY.load(canonicalize_state_dict(dict(sd)))
+        again = desc.model.state_dict()
+        same = (str(desc.architecture.id) == arch and int(desc.scale) == scale and set(again) == set(sd)
+                and all(tuple(again[k].shape) == tuple(v.shape) for k, v in sd.items()))
+    except Exception:  # noqa: BLE001 - any failure to rebuild means the same thing here
+        same = False
+    if not same:
+        raise IodaError(f"{path}: {arch} x{scale} loads, but spandrel does not rebuild the same network from its "
+                        f"saved weights, so an adapted copy could not be reloaded (refused before any training)")
+
+
 def load_model(
     path: str | os.PathLike, preset: str | None = None, scale: int | None = None, device: str | torch.device = "cpu"
 ) -> LoadedModel:
@@ -239,23 +246,33 @@ def load_model(
         if scale is not None and ckpt_scale != scale:
             raise IodaError(f"{path}: checkpoint is {arch} x{ckpt_scale}, expected x{scale}")
         preset = _find_preset(arch, ckpt_scale, sd, spandrel_module)
+        if preset is None:
+            _check_reloadable(spandrel_module, arch, ckpt_scale, path)
         module = spandrel_module if preset is None else _module_for(preset, sd, spandrel_module)
     module.eval()
     return LoadedModel(module.to(device), arch, ckpt_scale, preset, str(path), meta)
 
 
-def save_model(module: nn.Module, path: str | os.PathLike, preset: str, meta: dict[str, Any] | None = None) -> None:
+def save_model(module: nn.Module, path: str | os.PathLike, preset: str | None, meta: dict[str, Any] | None = None,
+               *, arch: str | None = None, scale: int | None = None) -> None:
     """Write weights as safetensors, atomically, byte-identical for identical inputs. Metadata: one entry
-    "ioda" with JSON {preset, arch, scale, **meta} (read back as LoadedModel.meta)."""
+    "ioda" with JSON {preset, arch, scale, **meta} (read back as LoadedModel.meta).
+
+    preset=None (a network spandrel loaded that matches no preset: an x2 SAFMN, a Real-ESRGAN Compact...)
+    needs `arch` and `scale`; the file is the module's plain state dict, which spandrel recognises on reload."""
     from safetensors.torch import save_file
 
-    p = get_preset(preset)
     # clone: safetensors refuses tensors that share storage; contiguous CPU copies are always accepted
     sd = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    diff = _size_mismatch(sd, preset)
-    if diff is not None:
-        raise IodaError(f"{path}: module does not fit preset {preset} ({diff}); refusing to save it under that name")
-    info = {**{str(k): v for k, v in (meta or {}).items()}, "preset": preset, "arch": p.arch, "scale": p.scale}
+    if preset is not None:
+        p = get_preset(preset)
+        diff = _size_mismatch(sd, preset)
+        if diff is not None:
+            raise IodaError(f"{path}: module does not fit preset {preset} ({diff}); refusing to save it under that name")
+        arch, scale = p.arch, p.scale
+    elif arch is None or scale is None:
+        raise IodaError(f"{path}: a model without a preset is saved with its architecture and scale (none given)")
+    info = {**{str(k): v for k, v in (meta or {}).items()}, "preset": preset, "arch": arch, "scale": int(scale)}
     # one metadata entry holding sorted JSON: safetensors writes several entries in hash order, which
     # would make the file bytes (and DVC's hash) differ between identical runs
     header = {METADATA_KEY: json.dumps(info, sort_keys=True, default=str)}

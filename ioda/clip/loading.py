@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -131,7 +132,11 @@ def load_alpha_weights(visual: AlphaVisionTransformer, path: str | os.PathLike) 
 
             raw = load_file(str(path), device="cpu")
         else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            from ioda.safeload import torch_load
+
+            raw = torch_load(path)
+    except IodaError:
+        raise
     except Exception as err:
         raise IodaError(f"{path}: cannot be read as a weights-only checkpoint ({_one_line(err, 200)})") from None
     if isinstance(raw, dict) and set(raw) == {"state_dict"}:
@@ -191,6 +196,10 @@ def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weig
     if weights_path is not None:
         try:
             open_clip.load_checkpoint(clip, weights_path, strict=True, weights_only=True)
+        except pickle.UnpicklingError as err:
+            from ioda.safeload import refusal
+
+            raise refusal(weights_path, err) from None
         except Exception as err:
             raise IodaError(f"{weights_path}: not usable as open_clip/OpenAI weights for {model} "
                             f"({_one_line(err)}); OpenAI TorchScript .pt archives must be converted to a "

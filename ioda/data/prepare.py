@@ -30,7 +30,7 @@ from ioda.data.degradations import degrade, resolve_spec
 from ioda.data.download import download, safe_extract, verify_manual
 from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
 from ioda.errors import IodaError
-from ioda.files import read_yaml, removed_on_failure, sha256_file, write_json
+from ioda.files import make_temp_dir, read_yaml, removed_on_failure, sha256_file, write_json
 from ioda.imageio import read_image, write_image
 from ioda.runtime import progress_enabled, setup_logging
 
@@ -207,7 +207,7 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
     if entry.kind == "manual":
         verify_manual(entry, root)  # fail early, before creating anything
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")  # umask-respecting, unlike mkdtemp
     with removed_on_failure(tmp):
         if entry.kind == "demo":
             body = build_demo(entry, seed, tmp)

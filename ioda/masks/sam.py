@@ -52,11 +52,9 @@ def build_sam(model_type: str = "vit_b", checkpoint: str | os.PathLike | None = 
         torch.manual_seed(seed)
         sam = sam_model_registry[model_type](checkpoint=None)
     if checkpoint is not None:
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise IodaError(f"{checkpoint}: cannot be read as a weights-only checkpoint "
-                            f"({type(err).__name__}); expected {SAM_CHECKPOINTS[model_type]}") from None
+        from ioda.safeload import torch_load
+
+        state = torch_load(checkpoint)
         try:
             sam.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError, AttributeError) as err:

@@ -7,13 +7,14 @@ to it as `<out>.ckpt` (kept after success so a longer run can extend it with --r
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
 from ioda.archs import build_model, get_preset, load_model, preset_names, save_model
 from ioda.data.pairs import PairedPatches, list_pairs
 from ioda.errors import IodaError
-from ioda.files import sha256_file, write_json
+from ioda.files import ensure_writable_dir, sha256_file, write_json
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 from ioda.train.supervised import SCHEDULERS, train_supervised
 
@@ -63,20 +64,32 @@ def import_weights(weights: str, preset: str, out: str, sha256: str | None, log)
     return {"mode": "import", "weights": str(weights), "sha256": sha256_file(weights), "preset": preset}
 
 
+def _check_numbers(args) -> None:
+    """Numbers are checked before any work; 0 is a value, never "not given"."""
+    for key in ("steps", "batch_size", "lr_patch", "ckpt_every"):
+        v = getattr(args, key)
+        if v is not None and v < 1:
+            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise IodaError(f"--lr must be a positive number, got {args.lr}")
+    if not 0 <= args.beta2 < 1:
+        raise IodaError(f"--beta2 must lie in [0, 1), got {args.beta2}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = setup_logging(args.log)
     p = get_preset(args.preset)
+    _check_numbers(args)
+    ensure_writable_dir(Path(args.out).parent, "--out")
     if args.weights:
         facts = import_weights(args.weights, args.preset, args.out, args.sha256, log)
     else:
         if args.sha256:
             raise IodaError("--sha256: only meaningful with --weights")
         recipe = p.recipe
-        steps = args.steps or recipe["steps"]
-        batch = args.batch_size or recipe["batch_size"]
-        patch = args.lr_patch or recipe["lr_patch"]
-        lr = args.lr or recipe["lr"]
+        steps, batch, patch, lr = (recipe[k] if v is None else v for k, v in (
+            ("steps", args.steps), ("batch_size", args.batch_size), ("lr_patch", args.lr_patch), ("lr", args.lr)))
         sched = args.scheduler or recipe["scheduler"]
         device = resolve_device(args.device)
         seed_everything(args.seed)

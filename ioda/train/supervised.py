@@ -105,11 +105,9 @@ def save_training_checkpoint(path: str | os.PathLike, model: nn.Module, opt: tor
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 -- any unreadable file is the same user error
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise IodaError(f"{path}: corrupt or unsafe training checkpoint ({first[:200]})") from None
+    from ioda.safeload import torch_load
+
+    state = torch_load(path)
     for key in ("model", "optimizer", "step", "rng", "config"):
         if not isinstance(state, dict) or key not in state:
             raise IodaError(f"{path}: not an ioda training checkpoint (key {key!r} missing)")
@@ -124,6 +122,12 @@ def _check_resumable(path: Path, saved: dict[str, Any], config: dict[str, Any]) 
             a, b = list(a), list(b)
         if a != b:
             raise IodaError(f"{path}: cannot resume: checkpoint has {k}={saved.get(k)!r}, this run asks {k}={config[k]!r}")
+    had = saved.get("inputs") or {}
+    for k, want in (config.get("inputs") or {}).items():
+        if had.get(k) != want:
+            raise IodaError(f"{path}: cannot resume: this run's {k} (sha256 {str(want)[:12]}) is not the one the "
+                            f"checkpoint was made from (sha256 {str(had.get(k))[:12]}); use the same {k} or a new "
+                            f"output folder")
 
 
 def _rewrite_csv_up_to(path: Path, step: int) -> None:
@@ -154,12 +158,13 @@ def train_supervised(
     ckpt_every: int = 1000,
     stop_at: int | None = None,
     desc: str = "train",
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """L1-train `model` in place on (lr, hr) pairs from `dataset` for `steps` Adam updates.
 
     Saves a training checkpoint every `ckpt_every` steps and at the end (if `ckpt_path`); `resume`
     continues from it (or starts fresh, logging so, if it does not exist yet). `stop_at` ends this call early after that step (checkpoint written), as if
-    the job were interrupted. Returns {steps_done, final_loss, mean_loss, seconds, resumed_from}."""
+    the job were interrupted. `inputs` (name -> sha256 of an input file) must match on resume. Returns {steps_done, final_loss, mean_loss, seconds, resumed_from}."""
     if steps < 1 or batch_size < 1 or ckpt_every < 1:
         raise IodaError(f"training: steps ({steps}), batch_size ({batch_size}) and ckpt_every ({ckpt_every}) must be >= 1")
     if lr <= 0:
@@ -170,6 +175,8 @@ def train_supervised(
     device = torch.device(device)
     config = {"steps": steps, "batch_size": batch_size, "lr": lr, "betas": list(betas), "scheduler": scheduler,
               "seed": seed}
+    if inputs:
+        config["inputs"] = dict(inputs)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas))
     start, resumed_from = 0, None
