@@ -50,11 +50,32 @@ def to_rgb_uint8(arr: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _png_16bit_colour(path: Path) -> bool:
+    """True for a 16-bit RGB or RGBA PNG (IHDR bit depth 16, colour type 2 or 6)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    # Pillow decodes 16-bit colour PNGs to 8 bit by dropping the low byte (truncation); torchvision's libpng
+    # decoder keeps all 16 bits, so the rounding below is the documented one.
+    from torchvision.io import ImageReadMode, decode_png, read_file
+
+    try:
+        t = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+    except RuntimeError as err:
+        raise IodaError(f"{path}: corrupt or truncated image ({' '.join(str(err).split())[:200]})") from None
+    return to_rgb_uint8(t.permute(1, 2, 0).numpy().astype(np.uint16), str(path))
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as HxWx3 uint8 RGB (see the module doc for conversions and refusals)."""
     path = Path(path)
     if not path.is_file():
         raise IodaError(f"{path}: file not found (expected an image)")
+    if _png_16bit_colour(path):
+        return _read_png16(path)
     try:
         with Image.open(path) as im:
             im.load()  # forces full decode: truncated files fail here, not later
@@ -72,10 +93,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             arr = np.asarray(im)
     except IodaError:
         raise
+    except Image.DecompressionBombError as err:
+        raise IodaError(f"{path}: too many pixels ({err}); ioda reads photos up to {Image.MAX_IMAGE_PIXELS * 2} "
+                        f"pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise IodaError(f"{path}: corrupt or truncated image ({err})") from None
-    if arr.dtype != np.uint8 and arr.ndim == 3:  # 16-bit RGB decoded by PIL >= 10 as uint16
-        arr = arr.astype(np.uint16)
     return to_rgb_uint8(arr, str(path))
 
 

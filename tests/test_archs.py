@@ -153,7 +153,7 @@ def test_pickled_code_is_not_executed(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         torch.save({"params": build_model("safmn_tiny").state_dict(), "x": _Payload(marker)}, f, pickle_module=pickle)
-    with pytest.raises(IodaError, match=r"refused: .*evil.pth contains code \(pathlib\.[\w.]*touch\), not only tensors"):
+    with pytest.raises(IodaError, match=r"refused: .*evil.pth contains code \(\S+\), not only tensors"):
         load_model(path)
     assert not marker.exists()
 

@@ -180,6 +180,25 @@ class _KeptOutputs(IodaError):
         self.keep = keep
 
 
+def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
+    """Before any work: the checkpoint a --resume continues is readable, ours, and made from this photo and
+    model (the trainers check the settings and the label map again when they load it)."""
+    if not ckpt.exists():
+        return
+    from ioda.safeload import torch_load
+
+    state = torch_load(ckpt)
+    if not isinstance(state, dict) or not ({"model_t", "model"} & set(state)):
+        raise IodaError(f"{ckpt}: not an ioda adaptation checkpoint (holds a {type(state).__name__} without "
+                        f"weights); remove it or use a new --out-dir")
+    had = state.get("inputs") or (state.get("config") or {}).get("inputs") or {}
+    for key, want in inputs.items():
+        if had.get(key) != want:
+            raise IodaError(f"{ckpt}: cannot resume: this run's {key} (sha256 {want[:12]}) is not the one the "
+                            f"checkpoint was made from (sha256 {str(had.get(key))[:12]}); use the same {key} or a "
+                            f"new --out-dir")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
@@ -214,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"{settings.lr_patch} (use a larger photo or --lr-patch)")
     out_dir = Path(args.out_dir)
     created = ensure_writable_dir(out_dir, "--out-dir")
+    if args.resume:
+        _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": sha256_file(args.model)})
     before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
     try:
         stats, untrained = _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir)

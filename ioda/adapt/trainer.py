@@ -30,6 +30,7 @@ from ioda.runtime import progress_enabled
 LOG = logging.getLogger("ioda.adapt")
 
 AUTHORS_BETAS = (0.0, 0.99**0.8)
+FALLBACK_WARN = 0.5  # warn when more than this share of instance draws fell back to a full mask
 
 
 @dataclass
@@ -244,6 +245,10 @@ class DirectionTrainer:
         _write_log(self.work_dir / "train_log.csv", self.loss_rows)
         if self.curve:
             _write_curve(self.work_dir / "curve.csv", self.curve)
+        if self.variant.region == "instance" and self.samples and self.fallbacks > FALLBACK_WARN * self.samples:
+            LOG.warning("%d of %d instance-mask draws found no usable instance and fell back to the full mask: "
+                        "the label map has few or tiny instances (check it, or use another --mask-source)",
+                        self.fallbacks, self.samples)
         return {
             "seconds": elapsed,
             "steps": self.step,

@@ -16,16 +16,16 @@ import shutil
 import socket
 import stat
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 from ioda.errors import IodaError
-from ioda.files import removed_on_failure, sha256_file
+from ioda.files import make_temp_dir, removed_on_failure, sha256_file
 from ioda.runtime import progress_enabled
 
 LOG = logging.getLogger("ioda")
@@ -104,6 +104,8 @@ def download(
     dest = Path(dest)
     if not url.startswith(("http://", "https://")):
         raise IodaError(f"{dest}: refusing to download from {url!r} (expected an http:// or https:// URL)")
+    if url.startswith("http://") and sha256 is None:
+        LOG.warning("%s: plain http and no pinned sha256: the file's integrity cannot be checked", url)
     if dest.exists():
         try:
             _verify(dest, dest, sha256, expected_size)
@@ -150,6 +152,30 @@ def _member_target(name: str, root: Path, archive: Path, member: str | None = No
     return out
 
 
+# Caps checked before anything is written: images and weights compress little (ratio ~1), so an archive that
+# claims to expand more than MAX_RATIO times its size is treated as a decompression bomb.
+MAX_EXTRACT_BYTES = 256 << 30  # 256 GiB: above every dataset the registry knows (GTA5 ~60 GB)
+MAX_RATIO = 100
+FREE_SPACE_MARGIN = 64 << 20
+
+
+def _check_size(archive: Path, total: int, target: Path, max_bytes: int, max_ratio: float) -> None:
+    packed = max(archive.stat().st_size, 1)
+    if total > max_bytes:
+        raise IodaError(f"{archive}: would expand to {total} bytes, above the {max_bytes}-byte cap (refused)")
+    if total > max_ratio * packed and total > FREE_SPACE_MARGIN:
+        raise IodaError(f"{archive}: would expand {total / packed:.0f} times its size ({total} bytes from {packed}), "
+                        f"above the {max_ratio:g}x cap: refused as a likely decompression bomb")
+    free = shutil.disk_usage(target).free
+    if total + FREE_SPACE_MARGIN > free:
+        raise IodaError(f"{archive}: needs {total} bytes to extract, only {free} free in {target}")
+
+
+def _truncated(archive: Path, err: BaseException) -> IodaError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return IodaError(f"{archive}: truncated archive or corrupt data ({first[:160]})")
+
+
 def _check_tar(tf: tarfile.TarFile, root: Path, archive: Path) -> None:
     for m in tf.getmembers():
         where = _member_target(m.name, root, archive)
@@ -172,38 +198,55 @@ def _check_zip(zf: zipfile.ZipFile, root: Path, archive: Path) -> None:
             raise IodaError(f"{archive}: member {info.filename!r} is a symlink (refused in zip archives)")
 
 
-def safe_extract(archive: str | os.PathLike, target: str | os.PathLike) -> Path:
+def safe_extract(archive: str | os.PathLike, target: str | os.PathLike, max_bytes: int = MAX_EXTRACT_BYTES,
+                 max_ratio: float = MAX_RATIO) -> Path:
     """Extract a .tar(.gz/.bz2/.xz) or .zip into `target`, refusing any member that could escape it.
 
-    Everything is checked before anything is written, then extracted into a temporary folder inside
-    `target` and moved into place, so a refused or broken archive leaves `target` as it was."""
+    Everything is checked before anything is written (paths, links, total size against `max_bytes`, expansion
+    ratio against `max_ratio`, free disk space), then extracted into a temporary folder inside `target` and
+    moved into place, so a refused, truncated or broken archive leaves `target` as it was."""
     archive, target = Path(archive), Path(target)
     if not archive.is_file():
         raise IodaError(f"{archive}: archive not found")
     target.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=target))
+    staging = make_temp_dir(target, prefix=".extract-")
     with removed_on_failure(staging):
         root = staging.resolve()
         if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zf:
-                _check_zip(zf, root, archive)
-                bad = zf.testzip()
-                if bad is not None:
-                    raise IodaError(f"{archive}: member {bad!r} is corrupt (CRC mismatch)")
-                zf.extractall(root)
+            try:
+                with zipfile.ZipFile(archive) as zf:
+                    _check_zip(zf, root, archive)
+                    _check_size(archive, sum(i.file_size for i in zf.infolist()), target, max_bytes, max_ratio)
+                    bad = zf.testzip()
+                    if bad is not None:
+                        raise IodaError(f"{archive}: member {bad!r} is corrupt (CRC mismatch)")
+                    zf.extractall(root)
+            except (zipfile.BadZipFile, EOFError, zlib.error) as err:
+                raise _truncated(archive, err) from None
         else:
+            if archive.suffix.lower() == ".zip":  # a zip cut short loses its central directory (at the end)
+                raise IodaError(f"{archive}: truncated archive or not a zip file (no central directory found)")
             try:
                 tf = tarfile.open(archive)
-            except tarfile.TarError as err:
+            except (tarfile.TarError, EOFError, zlib.error) as err:
+                if archive.stat().st_size and isinstance(err, (EOFError, zlib.error)):
+                    raise _truncated(archive, err) from None
                 raise IodaError(f"{archive}: not a tar or zip archive ({err})") from None
             with tf:
-                _check_tar(tf, root, archive)
+                try:  # reading the member list decompresses the whole stream: truncation shows up here
+                    _check_tar(tf, root, archive)
+                except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+                    raise _truncated(archive, err) from None
+                _check_size(archive, sum(m.size for m in tf.getmembers() if m.isfile()), target, max_bytes,
+                            max_ratio)
                 try:
                     if hasattr(tarfile, "data_filter"):  # Python >= 3.12 (and security backports)
                         tf.extractall(root, filter="data")
                     else:  # older Pythons without the filter: the members were checked above
                         tf.extractall(root)
-                except (tarfile.TarError, EOFError, OSError) as err:
+                except (tarfile.TarError, EOFError, zlib.error) as err:
+                    raise _truncated(archive, err) from None
+                except OSError as err:
                     raise IodaError(f"{archive}: extraction failed ({err})") from None
     try:
         for child in sorted(staging.iterdir()):

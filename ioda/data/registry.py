@@ -207,8 +207,8 @@ _add(
         page="https://data.vision.ee.ethz.ch/cvl/DIV2K/ and https://cv.snu.ac.kr/research/EDSR/",
         files=(
             # DIV2K and Flickr2K publish no checksums; the unpacked image counts are verified instead.
-            RemoteFile("http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", "DIV2K_train_HR.zip"),
-            RemoteFile("http://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip"),
+            RemoteFile("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip", "DIV2K_train_HR.zip"),
+            RemoteFile("https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_valid_HR.zip", "DIV2K_valid_HR.zip"),
             RemoteFile("https://cv.snu.ac.kr/research/EDSR/Flickr2K.tar", "Flickr2K.tar"),
         ),
         splits={

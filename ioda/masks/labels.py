@@ -6,6 +6,7 @@ parameters, image path + sha256, image size, instance count, timing). Both are w
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, sha256_file, write_json
 
+LOG = logging.getLogger("ioda")
 DEFAULT_MIN_AREA = 100  # px of the LR image; the paper drops SAM instances under 100 px
 FORMAT_VERSION = 1
 
@@ -70,6 +72,8 @@ def save_label_map(path: str | os.PathLike, labels: np.ndarray, meta: dict[str, 
     with removed_on_failure(path, sidecar_path(path)):
         with atomic_path(path) as tmp:
             np.savez_compressed(tmp, labels=labels)
+            meta["npz_sha256"] = sha256_file(tmp)  # ties the sidecar to these exact bytes
+            meta["npz_size"] = tmp.stat().st_size
         write_json(sidecar_path(path), meta)
 
 
@@ -90,10 +94,38 @@ def load_label_map(path: str | os.PathLike, expected_hw: tuple[int, int] | None 
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
         raise IodaError(f"{path}: 'labels' must be a 2-D array of non-negative integers, "
                         f"got {labels.dtype} {labels.shape}")
+    stale = sidecar_mismatch(path, labels)
+    if stale:
+        raise IodaError(f"{path}: does not match its sidecar {sidecar_path(path).name} ({stale}); recompute it with "
+                        f"`ioda masks` or delete the sidecar")
     if expected_hw is not None and tuple(labels.shape) != tuple(expected_hw):
         raise IodaError(f"{path}: label map is {labels.shape[0]}x{labels.shape[1]} (HxW) but the image is "
                         f"{expected_hw[0]}x{expected_hw[1]}; recompute it for this image")
     return labels.astype(np.int32, copy=False)
+
+
+def sidecar_mismatch(path: str | os.PathLike, labels: np.ndarray | None = None) -> str | None:
+    """None if the .json sidecar (when there is one) describes this .npz (size, sha256, count, shape);
+    else what differs. A label map without a sidecar is taken as it is."""
+    path = Path(path)
+    if not sidecar_path(path).is_file():
+        return None
+    try:
+        meta = label_meta(path)
+    except IodaError as err:
+        return str(err)
+    if not isinstance(meta, dict):
+        return "the sidecar is not a JSON object"
+    if "npz_size" in meta and meta["npz_size"] != path.stat().st_size:
+        return f"size {path.stat().st_size} bytes, the sidecar says {meta['npz_size']}"
+    if "npz_sha256" in meta and meta["npz_sha256"] != sha256_file(path):
+        return "its sha256 differs from the sidecar's"
+    if labels is not None:
+        if "count" in meta and meta["count"] != int(labels.max(initial=0)):
+            return f"{int(labels.max(initial=0))} instances, the sidecar says {meta['count']}"
+        if {"height", "width"} <= set(meta) and (meta["height"], meta["width"]) != tuple(labels.shape):
+            return f"size {labels.shape[1]}x{labels.shape[0]}, the sidecar says {meta['width']}x{meta['height']}"
+    return None
 
 
 def label_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -140,7 +172,13 @@ def cached_label_map(image_path: str | os.PathLike, out: str | os.PathLike, sour
             meta = {}
         if (meta.get("image_sha256") == digest and meta.get("source") == source
                 and meta.get("parameters") == params and meta.get("format") == FORMAT_VERSION):
-            return load_label_map(out, image.shape[:2]), meta
+            stale = sidecar_mismatch(out)
+            if stale is None:
+                try:
+                    return load_label_map(out, image.shape[:2]), meta
+                except IodaError as err:
+                    stale = str(err)
+            LOG.warning("%s: cached label map does not match its sidecar (%s); recomputing it", out, stale)
     start = time.perf_counter()
     labels = compute_label_map(image, source=source, **params)
     seconds = time.perf_counter() - start

@@ -48,13 +48,15 @@ def build_sam(model_type: str = "vit_b", checkpoint: str | os.PathLike | None = 
         if not checkpoint.is_file():
             raise IodaError(f"{checkpoint}: SAM checkpoint not found (expected {SAM_CHECKPOINTS[model_type]} "
                             f"from {official})")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        sam = sam_model_registry[model_type](checkpoint=None)
-    if checkpoint is not None:
+    state = None
+    if checkpoint is not None:  # read (and refuse) the file before spending time building the network
         from ioda.safeload import torch_load
 
         state = torch_load(checkpoint)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sam = sam_model_registry[model_type](checkpoint=None)
+    if state is not None:
         try:
             sam.load_state_dict(state, strict=True)
         except (RuntimeError, TypeError, AttributeError) as err:
