@@ -150,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = setup_logging(args.log)
+    if args.tile < 0:
+        raise IodaError(f"--tile must be 0 (whole image) or a positive tile size in LR px, got {args.tile}")
     device = resolve_device(args.device)
     ident: dict[str, Any]
     if args.model == BICUBIC:

@@ -48,9 +48,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 would survive the rename; honour the umask
+    mode = 0o666 & ~current_umask()  # mkstemp's 0600 would survive the rename; honour the umask
+    os.chmod(tmp, mode)
     try:
         yield tmp
+        if tmp.exists():  # some writers (safetensors) recreate the file with their own mode
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
