@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -81,7 +82,7 @@ def run_case(method: str, preset: str, size: str, tile: int, device: str) -> dic
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="safmn_tiny")
-    ap.add_argument("--sizes", nargs="+", default=["256", "512", "1024"], help="LR sizes: N (square) or WxH")
+    ap.add_argument("--sizes", nargs="+", default=["512", "1024", "1536"], help="LR sizes: N (square) or WxH")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(OUT))
@@ -96,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         for method in ("naive", "ours"):
             cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device,
                    "--child", method, size, str(args.tile)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            # glibc raises its mmap threshold after big frees and then keeps freed buffers in the heap, so peak
+            # RSS would count memory already released; a fixed threshold makes RSS follow live memory
+            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             r = rows[-1]
             gpu = f"  gpu {r['peak_gpu_mib']:8.1f} MiB" if "peak_gpu_mib" in r else ""

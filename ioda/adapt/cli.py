@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{settings.lr_patch} (use a larger photo or --lr-patch)")
     out_dir = Path(args.out_dir)
     created = ensure_writable_dir(out_dir, "--out-dir")
-    if args.resume:
+    if args.resume and variant.method != "none":
         _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": sha256_file(args.model)})
     before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
     try:
