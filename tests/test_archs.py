@@ -161,7 +161,7 @@ def test_pickled_code_is_not_executed(tmp_path):
 def test_unknown_architecture_and_non_tensor_entries(tmp_path):
     path = tmp_path / "conv.pth"
     torch.save(torch.nn.Conv2d(3, 3, 3).state_dict(), path)
-    with pytest.raises(IodaError, match="conv.pth: unrecognised architecture"):
+    with pytest.raises(IodaError, match="conv.pth: architecture not recognised"):
         load_model(path)
     path2 = tmp_path / "mixed.pth"
     torch.save({"a": torch.zeros(1), "b": 3}, path2)
