@@ -4,7 +4,8 @@ Every image inside ioda is a HxWx3 uint8 RGB numpy array (values 0..255, channel
 `read_image` converts or refuses other files, always naming the file:
 - grayscale (L, LA) -> replicated to three channels;
 - RGBA / LA -> alpha dropped if fully opaque, refused otherwise (transparency has no meaning for SR);
-- 16-bit (PNG/TIFF) -> scaled to 8 bit with rounding (v * 255 / 65535), as MATLAB's im2uint8 does;
+- 16-bit (PNG/TIFF) -> scaled to 8 bit with rounding (v * 255 / 65535), as MATLAB's im2uint8 does (16-bit
+  colour PNGs are decoded by torchvision's libpng reader: Pillow would truncate them to their high byte);
 - palette images -> converted to RGB;
 - corrupt, truncated, empty or missing files -> IodaError.
 """
@@ -60,10 +61,16 @@ def _png_16bit_colour(path: Path) -> bool:
 def _read_png16(path: Path) -> np.ndarray:
     # Pillow decodes 16-bit colour PNGs to 8 bit by dropping the low byte (truncation); torchvision's libpng
     # decoder keeps all 16 bits, so the rounding below is the documented one.
-    from torchvision.io import ImageReadMode, decode_png, read_file
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision 0.29 announces a move of its codecs to torchcodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_png, read_file
 
     try:
-        t = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            t = decode_png(read_file(str(path)), mode=ImageReadMode.UNCHANGED)
     except RuntimeError as err:
         raise IodaError(f"{path}: corrupt or truncated image ({' '.join(str(err).split())[:200]})") from None
     return to_rgb_uint8(t.permute(1, 2, 0).numpy().astype(np.uint16), str(path))

@@ -140,6 +140,16 @@ def test_row1_unrecognised_checkpoint_refused_before_any_work(world, tmp_path):
     assert not out.exists()
 
 
+def test_row1_grey_network_refused_before_any_work(world, tmp_path):
+    from spandrel.architectures.Compact import Compact
+
+    grey = tmp_path / "grey.pth"
+    torch.save(Compact(num_in_ch=1, num_out_ch=1, num_feat=8, num_conv=1, upscale=4).state_dict(), grey)
+    out = tmp_path / "run"
+    assert "grey.pth: Compact maps 1-channel to 1-channel images" in _refused(_args(world, out, model=grey))
+    assert not out.exists()
+
+
 # -- row 2: a failed rerun removes only what it created ------------------------------------------------------
 
 

@@ -167,6 +167,14 @@ def _detect(sd: dict[str, torch.Tensor], path: Path) -> tuple[str, int, nn.Modul
     except (KeyError, RuntimeError, ValueError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise IodaError(f"{path}: inconsistent weights, cannot build the network ({first[:200]})") from None
+    from spandrel import ImageModelDescriptor
+
+    # ioda feeds RGB images and nothing else: refuse inpainting (image + mask) and grey/RGBA networks up front
+    if not isinstance(desc, ImageModelDescriptor):
+        raise IodaError(f"{path}: {desc.architecture.id} is not a single-image network (it needs a mask as well)")
+    if desc.input_channels != 3 or desc.output_channels != 3:
+        raise IodaError(f"{path}: {desc.architecture.id} maps {desc.input_channels}-channel to {desc.output_channels}"
+                        f"-channel images; ioda adapts RGB (3-channel) networks")
     return str(desc.architecture.id), int(desc.scale), desc.model
 
 
