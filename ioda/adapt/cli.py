@@ -19,25 +19,23 @@ import numpy as np
 import torch
 
 from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.config import defaults, paper_config
 from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file, write_json
-from ioda.imageio import read_image, write_image
+from ioda.imageio import image_arg, read_image, write_image
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 
 LOG = logging.getLogger("ioda.adapt")
-
-# Step budgets: the authors' settings, and a CPU-sized one for trying things out on a laptop.
-SETTINGS_PRESETS = {
-    "paper": {"steps": 1500, "batch_size": 2, "lr_patch": 128, "lr": 1e-5},
-    "cpu": {"steps": 200, "batch_size": 2, "lr_patch": 48, "lr": 1e-5},
-}
-
-
-BASELINE_LR = {"finetune": 2e-4, "zssr": 1e-3}
 # sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
 AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
 # outputs of a run: on failure only those this run created or replaced are removed
 FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "labels.npz", "labels.json")
+
+
+def settings_preset(name: str) -> dict:
+    """The `adapt` section behind --settings: `paper` is config/paper.yaml's, `cpu` the params schema's defaults
+    (a CPU-sized budget for trying things out on a laptop). No default is repeated in this module."""
+    return paper_config()["adapt"] if name == "paper" else defaults("adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,13 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("photo", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
+    p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
+    p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
+                   "by sorted name (how the workflow names a run's target image)")
+    p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
     p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
     p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
-    p.add_argument("--loss", default="direction", choices=["direction", "direction_lrsim"],
-                   help="paper's direction loss, or the authors' code's LR-similarity-weighted form")
+    p.add_argument("--loss", choices=["direction", "direction_lrsim"],
+                   help="paper's direction loss, or the authors' code's LR-similarity-weighted form (default from --settings)")
     p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
     p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
                    "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
@@ -72,20 +73,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-init", default="zero", choices=["zero", "random"],
                    help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
                    "(only sensible for an untrained encoder)")
-    p.add_argument("--clip-input", default="unit", choices=["unit", "gan_quirk"],
-                   help="unit: images enter CLIP in [0,1] (default); gan_quirk: the authors' [-1,1] un-normalisation")
+    p.add_argument("--clip-input", choices=["unit", "gan_quirk"],
+                   help="unit: images enter CLIP in [0,1]; gan_quirk: the authors' [-1,1] un-normalisation "
+                   "(default from --settings: unit)")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
-                   help="step budget preset: paper (1500 steps, batch 2, LR patch 128) or cpu; auto = paper on CUDA")
-    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings)")
+                   help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
+                   "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
+    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings, "
+                   "adapt.steps, or adapt.finetune_steps / adapt.zssr_steps for those baselines)")
     p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
     p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
     p.add_argument("--lr", type=float, help="learning rate (Adam)")
     p.add_argument("--baseline-lr", type=float,
-                   help="learning rate of the finetune / zssr baselines (default: 2e-4 finetune, 1e-3 zssr as in ZSSR)")
-    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
+                   help="learning rate of the finetune / zssr baselines (default from --settings: adapt.baseline_lr)")
+    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default from --settings: the authors' 0, 0.99**0.8)")
+    p.add_argument("--occlusion-p", type=float, help="occlusion variants: probability of masking a sample")
+    p.add_argument("--occlusion-cell", type=int, help="occlusion variants: cell size in LR px")
+    p.add_argument("--occlusion-cell-p", type=float, help="occlusion variants: probability of zeroing a cell "
+                   "(the three default from --settings: adapt.occlusion)")
     p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate on --eval-data every N steps (0: never)")
+    p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps (0: never; default from "
+                   "--settings)")
     p.add_argument("--tile", type=int, help="tile size (LR px) for super-resolving the photo; 0 = whole photo in one "
                    f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
@@ -111,20 +120,20 @@ def _hardware(device: torch.device) -> str:
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
 
-def _encoder(args, device: torch.device):
+def _encoder(args, device: torch.device, clip_input: str):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
     if name == "auto":
         try:
             return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", alpha_weights=args.alpha_weights,
-                                 device=device, input_range=args.clip_input)
+                                 device=device, input_range=clip_input)
         except IodaError as err:
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
     return build_encoder(name, pretrained=weights, alpha_weights=args.alpha_weights, device=device,
-                         input_range=args.clip_input, seed=args.seed, alpha_init=args.alpha_init)
+                         input_range=clip_input, seed=args.seed, alpha_init=args.alpha_init)
 
 
 def _source_dir(args, scale: int) -> Path:
@@ -146,9 +155,37 @@ def _labels(args, photo_path: Path, photo, out_dir: Path):
     return labels
 
 
+def adapt_settings(args, variant, device: torch.device):
+    """This run's AdaptSettings: each flag given, else the --settings preset (see settings_preset)."""
+    from ioda.adapt.trainer import AdaptSettings
+
+    preset = settings_preset("paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
+                             else "cpu")
+    baseline = variant.method in ("finetune", "zssr")  # supervised: own step budget and learning rate
+
+    def pick(flag, default):
+        return default if flag is None else flag
+
+    return AdaptSettings(
+        steps=pick(args.steps, preset[f"{variant.method}_steps" if baseline else "steps"]),
+        batch_size=pick(args.batch_size, preset["batch_size"]),
+        lr_patch=pick(args.lr_patch, preset["lr_patch"]),
+        lr=pick(args.baseline_lr, preset["baseline_lr"][variant.method]) if baseline else pick(args.lr, preset["lr"]),
+        betas=tuple(pick(args.betas, preset["betas"])),
+        loss=pick(args.loss, preset["loss"]),
+        clip_input=pick(args.clip_input, preset["clip_input"]),
+        seed=args.seed,
+        eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
+        channels_last=args.channels_last,
+        occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
+        occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
+        occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),
+    )
+
+
 def _check_numbers(args) -> None:
     """Every numeric option is checked before any work; 0 is a value, never "not given"."""
-    for key in ("steps", "batch_size", "lr_patch"):
+    for key in ("steps", "batch_size", "lr_patch", "occlusion_cell"):
         v = getattr(args, key)
         if v is not None and v < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
@@ -156,11 +193,15 @@ def _check_numbers(args) -> None:
         v = getattr(args, key)
         if v is not None and not (math.isfinite(v) and v > 0):
             raise IodaError(f"--{key.replace('_', '-')} must be a positive number, got {v}")
+    for key in ("occlusion_p", "occlusion_cell_p"):
+        v = getattr(args, key)
+        if v is not None and not 0 <= v <= 1:
+            raise IodaError(f"--{key.replace('_', '-')} must lie in [0, 1], got {v}")
     if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
         raise IodaError(f"--betas must both lie in [0, 1), got {args.betas[0]} {args.betas[1]}")
     if args.tile is not None and args.tile < 0:
         raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
-    if args.eval_every < 0:
+    if args.eval_every is not None and args.eval_every < 0:
         raise IodaError(f"--eval-every must be 0 (never) or a positive number of steps, got {args.eval_every}")
 
 
@@ -203,30 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
     _check_numbers(args)
-    from ioda.adapt.trainer import AUTHORS_BETAS, AdaptSettings
     from ioda.archs import load_model
 
     device = resolve_device(args.device)
-    preset = SETTINGS_PRESETS["paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
-                               else "cpu"]
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
-    photo_path = Path(args.photo)
+    photo_path = image_arg(args.photo, args.pool, args.index)
     photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
-    given = lambda key: preset[key] if getattr(args, key) is None else getattr(args, key)  # noqa: E731
-    settings = AdaptSettings(
-        steps=given("steps"),
-        batch_size=given("batch_size"),
-        lr_patch=given("lr_patch"),
-        lr=given("lr"),
-        betas=tuple(args.betas) if args.betas else AUTHORS_BETAS,
-        loss=args.loss,
-        seed=args.seed,
-        eval_every=args.eval_every if args.eval_data else 0,
-        channels_last=args.channels_last,
-    )
+    settings = adapt_settings(args, variant, device)
+    for key in ("steps", "batch_size", "lr_patch"):
+        if getattr(settings, key) < 1:
+            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
         raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch size "
@@ -292,10 +322,9 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         model_t, stats = run_supervised_baseline(
             variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=args.baseline_lr or BASELINE_LR[variant.method], seed=args.seed, device=device, work_dir=out_dir,
-            resume=args.resume, inputs=inputs)
+            lr=settings.lr, seed=args.seed, device=device, work_dir=out_dir, resume=args.resume, inputs=inputs)
     else:
-        encoder = _encoder(args, device)
+        encoder = _encoder(args, device, settings.clip_input)
         encoder_desc, untrained = encoder.description, bool(encoder.untrained)
         labels = _labels(args, photo_path, photo, out_dir) if variant.needs_labels else None
         source = SourcePool(list_pairs(_source_dir(args, scale), scale, require_hr=variant.reference == "hr"),
