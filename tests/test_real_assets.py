@@ -160,8 +160,8 @@ def _matlab_bicubic_up(img: np.ndarray, s: int) -> np.ndarray:
         out = np.einsum("ok,ok...->o...", wts, moved[idx])
         return np.moveaxis(out, 0, axis)
 
-    out = along(along(img.astype(np.float64), 0), 1)
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    to_u8 = lambda x: np.clip(np.round(x), 0, 255)  # noqa: E731  (MATLAB keeps uint8 between the two passes)
+    return to_u8(along(to_u8(along(img.astype(np.float64), 0)), 1)).astype(np.uint8)
 
 
 def _independent(model_path, hr_paths, lr_paths) -> tuple[float, float]:
