@@ -112,6 +112,11 @@ def test_registered_weights_resolve_to_verified_cached_files(real):
         loaded = load_model(path)
         assert loaded.arch == arch and loaded.scale == 4
     assert resolve_checkpoint("no_such_file.pth") == "no_such_file.pth"  # left to the loader's own message
+    from ioda.data.prepare import main as prepare_main
+
+    out = real["data"] / "w" / "craft.pth"  # what the workflow's fetch_weights rule runs
+    assert prepare_main(["craft_x4", "--out", str(out)]) == 0
+    assert sha256_file(out) == WEIGHTS["craft_x4"].file.sha256
 
 
 # ------------------------------------------------------------------------------------------ independent numbers
