@@ -318,3 +318,12 @@ def test_paired_folders_errors_name_the_files(tmp_path):
     prepare("paired_folders", tmp_path / "ok", spec=spec)
     m = json.loads((tmp_path / "ok/manifest.json").read_text())
     assert m["kind"] == "paired" and m["splits"]["test"]["count"] == 1 and (tmp_path / "ok/test/LR_x4/x.png").is_file()
+
+
+def test_effective_config_json_round_trips_small_floats(tmp_path):
+    """The report commands read results/.../config.json: adapt.lr 1e-05 (JSON without a dot) stays a number."""
+    from ioda.config import load_config
+
+    cfg = load_config("config/realsr.yaml")
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert load_config(tmp_path / "config.json") == cfg and cfg["adapt"]["lr"] == 1e-05
