@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ioda.archs import load_model, preset_names, upscale
+from ioda.data.assets import resolve_checkpoint
 from ioda.data.pairs import check_pair_sizes, list_pairs
 from ioda.errors import IodaError
 from ioda.files import removed_on_failure, sha256_file, write_json, write_text
@@ -131,7 +132,8 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ioda evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="checkpoint (.safetensors/.pth) or 'bicubic'")
+    ap.add_argument("--model", required=True,
+                    help="checkpoint (.safetensors/.pth), registered weights (craft_x4, ditn_real_x4) or 'bicubic'")
     ap.add_argument("--preset", choices=preset_names(), help="expected preset (checked against the checkpoint)")
     ap.add_argument("--scale", type=int, help="needed with --model bicubic (default 4); else checked")
     ap.add_argument("--data", required=True, help="split folder with HR/ and LR_x<scale>/")
@@ -161,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         scale = args.scale or 4
         ident = {"model": BICUBIC, "model_sha256": None, "preset": None, "arch": "bicubic (MATLAB imresize)"}
     else:
-        loaded = load_model(args.model, preset=args.preset, scale=args.scale, device=device)
+        path = resolve_checkpoint(args.model)  # a registered name (craft_x4 ...) -> its verified cached file
+        loaded = load_model(path, preset=args.preset, scale=args.scale, device=device)
         model, scale = loaded.module, loaded.scale
-        ident = {"model": str(args.model), "model_sha256": sha256_file(args.model), "preset": loaded.preset,
+        ident = {"model": str(args.model), "model_sha256": sha256_file(path), "preset": loaded.preset,
                  "arch": loaded.arch}
     log.info("evaluating %s on %s (x%d, device %s, tile %d)", args.model, args.data, scale, device, args.tile)
     rows, summary = evaluate_model(model, args.data, scale, device=device, tile=args.tile,

@@ -70,6 +70,13 @@ class Plan:
             for v in table["variants"]:
                 if v not in enabled:
                     raise IodaError(f"config: key 'experiments.tables.{tname}.variants': variant {v!r} is not enabled in 'variants'")
+        for b, src in self.pretrained():
+            bb = backbones[b]
+            if bb.get("preset") is None and not bb.get("weights"):
+                raise IodaError(f"config: key 'backbones.{b}': expected a preset or weights")
+            if bb.get("preset") is None and bb.get("official_source") not in (None, src):
+                raise IodaError(f"config: key 'backbones.{b}.preset': needed to pre-train on source {src!r} "
+                                f"(the weights are for {bb['official_source']!r} only)")
         rep = self.cfg["report"]
         for key in ("curves", "visuals"):
             cell = rep.get(key)
@@ -158,6 +165,29 @@ class Plan:
 
     def pretrained_model(self, backbone: str, source: str) -> Path:
         return self.results / "pretrain" / backbone / f"{source}.safetensors"
+
+    def weights_only(self, backbone: str) -> bool:
+        """Trained weights used as they are (no preset): no pre-training stage, no import."""
+        bb = self.cfg["backbones"][backbone]
+        return bb.get("preset") is None and bool(bb.get("weights"))
+
+    def registered_weights(self, backbone: str) -> str | None:
+        from ioda.data.assets import WEIGHTS
+
+        w = self.cfg["backbones"][backbone].get("weights")
+        return w if w in WEIGHTS else None
+
+    def source_model(self, backbone: str, source: str) -> Path:
+        """The model adaptation starts from: the pre-trained/imported safetensors, or, for weights-only
+        backbones, the weights file (registered names are fetched to results/weights/<name>.pth)."""
+        if not self.weights_only(backbone):
+            return self.pretrained_model(backbone, source)
+        name = self.registered_weights(backbone)
+        if name is not None:
+            from ioda.data.assets import WEIGHTS
+
+            return self.results / "weights" / WEIGHTS[name].filename
+        return Path(self.cfg["backbones"][backbone]["weights"])
 
     def labels(self, dataset: str, index: int) -> Path:
         return self.results / "masks" / dataset / f"img{index}.npz"

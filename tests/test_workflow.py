@@ -67,7 +67,8 @@ def test_schema_symlink_is_the_package_schema():
     assert link.is_symlink() and link.resolve() == (ROOT / "ioda" / "schemas" / "params.schema.yaml").resolve()
 
 
-@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml", "config/realsr.yaml",
+                                        "config/realsr_gpu.yaml"])
 def test_dry_run_plans_exactly_the_configured_runs(configfile):
     args = ["-n", "-p"] + (["--configfile", configfile] if configfile else [])
     proc = snakemake(ROOT, *args)
@@ -78,7 +79,9 @@ def test_dry_run_plans_exactly_the_configured_runs(configfile):
     # (rules whose outputs already exist in the checkout are not planned; count only what a fresh clone runs)
     if not (ROOT / plan.results).exists() and not (ROOT / plan.data).exists():
         assert jobs["prepare"] == len(plan.cfg["datasets"])
-        assert jobs["pretrain"] == len(plan.pretrained())
+        assert jobs.get("pretrain", 0) == sum(not plan.weights_only(b) for b, _ in plan.pretrained())
+        assert jobs.get("fetch_weights", 0) == len({plan.registered_weights(b) for b, _ in plan.pretrained()
+                                                    if plan.weights_only(b)} - {None})
         assert jobs["masks"] == len(plan.masks_needed())
         assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
         assert jobs["evaluate"] == len(plan.runs())
@@ -98,6 +101,25 @@ def test_paper_dry_run_uses_the_authors_settings():
     assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
     assert re.search(r"ioda pretrain --preset safmn_l .*--data data/GTA5/train", out)
     assert "--source sam --sam-model vit_h --device cuda --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
+
+
+def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
+    """config/realsr.yaml: registered weights fetched (no pre-training stage), pinned real datasets, N = 5."""
+    proc = snakemake(ROOT, "-n", "-p", "--configfile", "config/realsr.yaml")
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ioda pretrain" not in out
+    for name in ("craft_x4", "ditn_real_x4"):
+        assert f"ioda prepare {name} --out results/realsr/weights/{name}.pth" in out
+    assert re.search(r"ioda prepare realsr_canon_crops .*--spec .*splits", out)
+    assert "ioda prepare bsd100_urban100" in out and "ioda prepare realsr_nikon_crops" in out
+    adapt = [line for line in out.splitlines() if "ioda adapt" in line]
+    ioda_runs = [line for line in adapt if "--variant ioda" in line]
+    assert len(ioda_runs) == 3 * 5  # craft on Canon and Nikon, ditn on Canon; 5 target images each
+    assert all("--source-data data/bsd100_urban100/train" in line for line in adapt)
+    assert any("--model results/realsr/weights/craft_x4.pth" in line for line in ioda_runs)
+    assert any("--model results/realsr/weights/ditn_real_x4.pth" in line for line in ioda_runs)
+    assert re.search(r"ioda evaluate --model results/realsr/weights/craft_x4.pth --data data/realsr_nikon_crops/test", out)
 
 
 def test_paper_run_fails_early_naming_the_manual_files(tmp_path):

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
                    "by sorted name (how the workflow names a run's target image)")
     p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
-    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch)")
+    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
+                   "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
     p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
@@ -251,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     variant = get_variant(args.variant, prompts=prompts)
     photo_path = image_arg(args.photo, args.pool, args.index)
     photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
+    from ioda.data.assets import resolve_checkpoint
+
+    args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
     settings = adapt_settings(args, variant, device)

@@ -30,6 +30,29 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def what_is_real(cfg: dict, untrained: bool) -> list[str]:
+    """One line each for data, backbones, encoder and masks: real, or a stand-in."""
+    from ioda.data.registry import REGISTRY
+
+    kinds = {d: REGISTRY[d].kind if d in REGISTRY else "unknown" for d in cfg["datasets"]}
+    real = [d for d, k in kinds.items() if k in ("pinned", "download", "manual", "paired")]
+    synth = [d for d, k in kinds.items() if k == "demo"]
+    lines = [f"- Data: real photos / camera pairs: {', '.join(real) or 'none'}"
+             + (f"; synthetic degradations of scikit-image photos: {', '.join(synth)}" if synth else "")]
+    trained = [b for b, bb in cfg["backbones"].items() if bb.get("weights")]
+    here = [b for b, bb in cfg["backbones"].items() if not bb.get("weights")]
+    lines.append(f"- Backbones: trained weights: {', '.join(trained) or 'none'}"
+                 + (f"; pre-trained here ({cfg['pretrain']['steps']} steps): {', '.join(here)}" if here else ""))
+    enc = cfg["encoder"]
+    lines.append("- Encoder: " + ("**untrained** (random weights): the adaptation direction is not meaningful"
+                                  if untrained or enc["name"] == "tiny" else
+                                  f"pretrained `{enc['name']}`" + (" with Alpha-CLIP weights" if enc["alpha_weights"] else "")))
+    m = cfg["masks"]
+    lines.append("- Instance masks: " + (f"SAM {m['sam_model']}" if m["source"] == "sam" else
+                                         "superpixels (a stand-in for SAM instances, whose weights are not at hand)"))
+    return lines
+
+
 def render(plan: Plan, out: Path) -> str:
     cfg = plan.cfg
     runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
@@ -41,8 +64,9 @@ def render(plan: Plan, out: Path) -> str:
             + ("The (Alpha-)CLIP encoder was **untrained** in these runs, so adaptation follows a meaningless "
                "direction: the numbers below test the pipeline end to end and are **not** the paper's numbers. "
                if untrained else "")
-            + ("The configuration is not the paper's (small synthetic datasets, tiny backbones, few steps); "
-               "for the reproduction run `snakemake --configfile config/paper.yaml`." if not cfg["run"]["paper"] else ""),
+            + ("The configuration is not the paper's (see *What is real* below for its data, backbones and step "
+               "budget); for the reproduction run `snakemake --configfile config/paper.yaml`."
+               if not cfg["run"]["paper"] else ""),
             "",
         ]
     # What ran, on what.
@@ -50,7 +74,8 @@ def render(plan: Plan, out: Path) -> str:
     lines.append(f"- Datasets: {', '.join(cfg['datasets'])}")
     for name, bb in cfg["backbones"].items():
         how = f"official weights `{bb['weights']}`" if bb.get("weights") else "pre-trained here"
-        lines.append(f"- Backbone `{name}`: preset {bb['preset']}, {how}")
+        lines.append(f"- Backbone `{name}`: " + (f"preset {bb['preset']}, {how}" if bb.get("preset") else
+                                                 f"trained weights `{bb['weights']}` used as they are (no pre-training)"))
     for name, t in plan.tasks.items():
         lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
                      f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
@@ -64,6 +89,7 @@ def render(plan: Plan, out: Path) -> str:
     lines.append(f"- Masks: `{cfg['masks']['source']}`" + (f" ({cfg['masks']['sam_model']})" if cfg["masks"]["source"] == "sam" else ""))
     lines.append(f"- Runs: {len(runs)} evaluations in {runs.groupby(['task', 'backbone', 'variant']).ngroups} cells; "
                  f"seed {cfg['run']['seed']}")
+    lines += ["", "## What is real", ""] + what_is_real(cfg, untrained)
     # How long.
     secs = runs["seconds"].dropna() if "seconds" in runs else pd.Series(dtype=float)
     lines += ["", "## How long", ""]

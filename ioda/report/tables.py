@@ -147,7 +147,7 @@ class Builder:
         if not self.paper:
             return None
         t = self.plan.tasks[task]
-        return paper_value(table, t["source"], t["target"], self.cfg["backbones"][backbone]["preset"], variant)
+        return paper_value(table, t["source"], t["target"], self.cfg["backbones"][backbone].get("preset"), variant)
 
     def task_label(self, task: str) -> str:
         t = self.plan.tasks[task]

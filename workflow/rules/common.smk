@@ -73,7 +73,7 @@ def all_manifests():
 
 
 def all_pretrained():
-    return [str(PLAN.pretrained_model(b, s)) for b, s in PLAN.pretrained()]
+    return [str(PLAN.source_model(b, s)) for b, s in PLAN.pretrained()]
 
 
 def all_labels():
@@ -111,7 +111,7 @@ def figure_names():
 
 # ---- per-rule input/param functions ---------------------------------------------------------------
 def source_model(wc):
-    return str(PLAN.pretrained_model(wc.backbone, task_cfg(wc)["source"]))
+    return str(PLAN.source_model(wc.backbone, task_cfg(wc)["source"]))
 
 
 def adapt_inputs(wc):

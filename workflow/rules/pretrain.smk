@@ -25,3 +25,20 @@ rule pretrain:
     shell:
         "OMP_NUM_THREADS={threads} python -m ioda pretrain --preset {params.preset} --out {output.model} {params.how} "
         "--device {params.device} > {log} 2>&1"
+
+
+# Registered trained weights used as they are (a backbone with `weights: craft_x4` and no preset): no
+# pre-training stage, only the pinned file fetched (network or IODA_MIRROR) and verified by its SHA-256.
+rule fetch_weights:
+    output:
+        weights=f"{RES}/weights/{{weights}}.pth",
+    conda:
+        CONDA_ENV,
+    log:
+        "logs/weights/{weights}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python -m ioda prepare {wildcards.weights} --out {output.weights} > {log} 2>&1"
