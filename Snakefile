@@ -18,6 +18,11 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# `snakemake --report results/report.html`: this page heads the report; each report() output has a caption
+# (workflow/report/*.rst) and a category.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/pretrain.smk"

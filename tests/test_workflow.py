@@ -62,6 +62,14 @@ def test_lint_reports_nothing():
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
+def test_snakefmt_reports_nothing():
+    """The Snakefile and rules are formatted as snakefmt (settings: [tool.snakefmt] in pyproject.toml) wants."""
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "would be changed" not in proc.stdout + proc.stderr
+
+
 def test_schema_symlink_is_the_package_schema():
     link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     assert link.is_symlink() and link.resolve() == (ROOT / "ioda" / "schemas" / "params.schema.yaml").resolve()
@@ -167,6 +175,14 @@ def test_report_html_builds(e2e):
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (e2e / "results" / "report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "fig1_bars.png" in html and "summary.md" in html
+    # every report item is labelled: the workflow description, a category and a caption per kind of output
+    assert "Not the paper's numbers" in html  # workflow/report/workflow.rst, rendered for a non-paper config
+    for category in ("Summary", "Tables", "Metrics", "Figures"):
+        assert f'"{category}"' in html, category
+    for caption in ("the page to read first", "Table 5, across backbones", "One row per table cell",
+                    "One row per evaluated run", "Fig. 1: PSNR of the source model", "Fig. 4: t-SNE",
+                    "Figs. 8-9: a crop", "never picks the reported model"):
+        assert caption in html, caption
 
 
 @pytest.mark.slow
