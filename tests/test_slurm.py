@@ -21,7 +21,24 @@ import pytest
 import yaml
 
 from slurm_cluster import SYSTEM_CONF, ClusterError, LocalSlurm, foreign_system_conf, missing_programs
-from test_workflow import ENV, ROOT, copy_project, e2e, job_counts  # noqa: F401  (e2e: the shared local run)
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    # benchmarks/pipeline.py owns "what a fresh clone holds"; load it by path (benchmarks/ is not a package).
+    spec = importlib.util.spec_from_file_location("ioda_pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.copy_project(src, dst)
+
+
+def planned_jobs(output: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints when it starts -> {rule: count}."""
+    m = re.search(r"Job stats:\n.*?\n-+ +-+\n(.*?)\ntotal", output, re.S)
+    assert m, output[-2000:]
+    return {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -80,7 +97,7 @@ def _comparable_files(run: Path) -> dict[str, str]:
     return {str(p.relative_to(run)): _digest(p) for g in globs for p in sorted(run.glob(g))}
 
 
-def test_ci_config_runs_through_the_slurm_profile(cluster, e2e, tmp_path):  # noqa: F811
+def test_ci_config_runs_through_the_slurm_profile(cluster, e2e, tmp_path):  # e2e: the local run (conftest.py)
     proj = copy_project(ROOT, tmp_path / "ioda")
     shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
     _point_profile_at(proj, cluster)
@@ -93,7 +110,7 @@ def test_ci_config_runs_through_the_slurm_profile(cluster, e2e, tmp_path):  # no
     assert proc.returncode == 0, f"{out[-4000:]}\n{cluster.log_tails()}"
 
     # every job went through sbatch, and SLURM's accounting saw each one complete
-    planned = job_counts(out)
+    planned = planned_jobs(out)
     n_jobs = sum(n for rule, n in planned.items() if rule != "all")
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", out)
     assert n_jobs > 10 and len(submitted) == n_jobs, out[-3000:]
