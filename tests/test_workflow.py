@@ -62,6 +62,14 @@ def test_lint_reports_nothing():
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
+def test_snakefmt_reports_nothing():
+    """The Snakefile and rules are formatted as snakefmt (settings: [tool.snakefmt] in pyproject.toml) wants."""
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "would be changed" not in proc.stdout + proc.stderr
+
+
 def test_schema_symlink_is_the_package_schema():
     link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     assert link.is_symlink() and link.resolve() == (ROOT / "ioda" / "schemas" / "params.schema.yaml").resolve()
@@ -70,21 +78,20 @@ def test_schema_symlink_is_the_package_schema():
 @pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml", "config/realsr.yaml",
                                         "config/realsr_gpu.yaml"])
 def test_dry_run_plans_exactly_the_configured_runs(configfile):
-    args = ["-n", "-p"] + (["--configfile", configfile] if configfile else [])
+    # --forceall: plan every job, as on a fresh clone, even where this checkout already holds outputs (the demo's)
+    args = ["-n", "-p", "--forceall"] + (["--configfile", configfile] if configfile else [])
     proc = snakemake(ROOT, *args)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     plan = Plan(load_config(configfile or "params.yaml"))
     jobs = job_counts(out)
-    # (rules whose outputs already exist in the checkout are not planned; count only what a fresh clone runs)
-    if not (ROOT / plan.results).exists() and not (ROOT / plan.data).exists():
-        assert jobs["prepare"] == len(plan.cfg["datasets"])
-        assert jobs.get("pretrain", 0) == sum(not plan.weights_only(b) for b, _ in plan.pretrained())
-        assert jobs.get("fetch_weights", 0) == len({plan.registered_weights(b) for b, _ in plan.pretrained()
-                                                    if plan.weights_only(b)} - {None})
-        assert jobs["masks"] == len(plan.masks_needed())
-        assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
-        assert jobs["evaluate"] == len(plan.runs())
+    assert jobs["prepare"] == len(plan.cfg["datasets"])
+    assert jobs.get("pretrain", 0) == sum(not plan.weights_only(b) for b, _ in plan.pretrained())
+    assert jobs.get("fetch_weights", 0) == len({plan.registered_weights(b) for b, _ in plan.pretrained()
+                                                if plan.weights_only(b)} - {None})
+    assert jobs["masks"] == len(plan.masks_needed())
+    assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
+    assert jobs["evaluate"] == len(plan.runs())
     assert jobs.get("adapt_with_curve", 0) == sum(plan.curve_cell(r) for r in plan.adapt_runs())
 
 
@@ -189,6 +196,14 @@ def test_report_html_builds(e2e):
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (e2e / "results" / "report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "fig1_bars.png" in html and "summary.md" in html
+    # every report item is labelled: the workflow description, a category and a caption per kind of output
+    assert "Not the paper's numbers" in html  # workflow/report/workflow.rst, rendered for a non-paper config
+    for category in ("Summary", "Tables", "Metrics", "Figures"):
+        assert f'"{category}"' in html, category
+    for caption in ("the page to read first", "Table 5, across backbones", "One row per table cell",
+                    "One row per evaluated run", "Fig. 1: PSNR of the source model", "Fig. 4: t-SNE",
+                    "Figs. 8-9: a crop", "never picks the reported model"):
+        assert caption in html, caption
 
 
 @pytest.mark.slow

@@ -8,6 +8,17 @@ rule adapt:
         model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",
         info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
         losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
+    log:
+        "logs/adapt/{backbone}/{task}/{variant}/{run}.log",
+    benchmark:
+        "logs/benchmarks/adapt/{backbone}/{task}/{variant}/{run}.tsv"
+    conda:
+        CONDA_ENV
+    threads: THREADS
+    resources:
+        gpu=GPU,
+        mem_mb=8000,
+        runtime=120,
     params:
         photo=adapt_photo,
         out_dir=lambda wc, output: os.path.dirname(output.model),
@@ -22,17 +33,6 @@ rule adapt:
         seed=config["run"]["seed"],
         device=DEVICE,
         extra=adapt_extra,
-    conda:
-        CONDA_ENV,
-    log:
-        "logs/adapt/{backbone}/{task}/{variant}/{run}.log",
-    benchmark:
-        "logs/benchmarks/adapt/{backbone}/{task}/{variant}/{run}.tsv"
-    threads: THREADS
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=120,
     shell:
         "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
         "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "

@@ -37,6 +37,7 @@ CONDA_ENV = "../envs/ioda.yaml"
 # with defaults filled in, from this file (rule effective_config).
 EFFECTIVE_CONFIG = f"{RES}/config.json"
 
+
 def _exactly(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
@@ -48,6 +49,7 @@ CURVE_CONSTRAINTS = {
     "task": _exactly([_curve["task"]] if _curve else []),
     "variant": _exactly([v for v in _curve["variants"] if v != "baseline"] if _curve else []),
 }
+
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -150,9 +152,18 @@ def pretrain_options(wc):
         opts = ["--weights", bb["weights"]] + (["--sha256", bb["sha256"]] if bb["sha256"] else [])
     else:
         opts = [
-            "--data", PLAN.data / wc.source / PLAN.source_split(wc.source),
-            "--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"],
-            "--seed", config["run"]["seed"],
+            "--data",
+            PLAN.data / wc.source / PLAN.source_split(wc.source),
+            "--steps",
+            p["steps"],
+            "--batch-size",
+            p["batch_size"],
+            "--lr-patch",
+            p["lr_patch"],
+            "--lr",
+            p["lr"],
+            "--seed",
+            config["run"]["seed"],
         ] + (["--resume"] if p["resume"] else [])
     return " ".join(shlex.quote(str(x)) for x in opts)
 
@@ -222,7 +233,9 @@ def figure_inputs(wc):
     elif wc.figure == "fig8_visuals":
         cell = config["report"]["visuals"]
         inputs["evals"] = [
-            str(PLAN.eval_dir(Run(cell["task"], cell["backbone"], v, PLAN.run_ids(cell["task"], v)[0])) / "summary.json")
+            str(
+                PLAN.eval_dir(Run(cell["task"], cell["backbone"], v, PLAN.run_ids(cell["task"], v)[0])) / "summary.json"
+            )
             for v in cell["variants"]
         ]
     return inputs
