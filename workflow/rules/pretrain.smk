@@ -32,10 +32,10 @@ rule pretrain:
 rule fetch_weights:
     output:
         weights=f"{RES}/weights/{{weights}}.pth",
-    conda:
-        CONDA_ENV,
     log:
         "logs/weights/{weights}.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
