@@ -169,8 +169,15 @@ def test_cli_computes_superpixel_labels_and_oracle_curve(world, tmp_path):
     assert adapt_main(args) == 0
     assert (out / "labels.npz").exists()
     curve = (out / "curve.csv").read_text().splitlines()
-    assert curve[0] == "step,psnr,ssim" and [r.split(",")[0] for r in curve[1:]] == ["2", "4"]
-    assert all(np.isfinite(float(r.split(",")[1])) for r in curve[1:])
+    assert curve[0] == "step,psnr,ssim" and [r.split(",")[0] for r in curve[1:]] == ["0", "2", "4"]
+    psnrs = [float(r.split(",")[1]) for r in curve[1:]]
+    assert all(np.isfinite(psnrs))
+    info = json.loads((out / "adapt.json").read_text())
+    # both statistics: the final step and the oracle best step (max of the curve, step 0 included)
+    assert info["final"]["step"] == 4 and info["final"]["psnr"] == pytest.approx(psnrs[-1])
+    assert info["best"]["psnr"] == pytest.approx(max(psnrs)) and info["best"]["step"] in (0, 2, 4)
+    assert info["eval_seconds"] > 0 and info["seconds"] > 0 and info["stats"]["evaluations"] == 3
+    assert info["protocol"] == "paper" and info["settings"]["protocol"] == "paper"
 
 
 def _bad(world, tmp_path, *extra, photo=None):

@@ -1,8 +1,10 @@
 """`ioda adapt`: adapt a pretrained SR model to the domain of ONE low-resolution photo.
 
 Writes, in --out-dir: model.safetensors (the adapted weights), sr.png (the photo super-resolved by them),
-adapt.json (settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with --eval-every,
-curve.csv (PSNR/SSIM on a held-out target test set per step: an ORACLE curve for plots; it never picks the model).
+adapt.json (protocol, settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with
+--eval-data, curve.csv (PSNR/SSIM on a held-out target test set every --eval-every steps, step 0 included: the
+best step is the ORACLE statistic the authors reported, picked on target HR; the saved model is the final one).
+--protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/adapt/protocol.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ioda.adapt.protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
 from ioda.adapt.variants import VARIANTS, get_variant
 from ioda.errors import IodaError
 from ioda.files import sha256_file, write_json
@@ -44,8 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
     p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
-    p.add_argument("--loss", default="direction", choices=["direction", "direction_lrsim"],
-                   help="paper's direction loss, or the authors' code's LR-similarity-weighted form")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
+                   help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
+                   "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
+                   "text and our documented choices (default: %(default)s; see docs/method.md)")
+    p.add_argument("--loss", choices=["direction", "direction_lrsim"],
+                   help="override the protocol's loss: the paper's direction loss, or the authors' code's "
+                   "LR-similarity-weighted form")
     p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
     p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
                    "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
@@ -65,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-init", default="zero", choices=["zero", "random"],
                    help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
                    "(only sensible for an untrained encoder)")
-    p.add_argument("--clip-input", default="unit", choices=["unit", "gan_quirk"],
-                   help="unit: images enter CLIP in [0,1] (default); gan_quirk: the authors' [-1,1] un-normalisation")
+    p.add_argument("--clip-input", choices=["unit", "gan_quirk"],
+                   help="override the protocol's CLIP image range: unit ([0,1]; paper) or gan_quirk (the authors' "
+                   "[-1,1] un-normalisation)")
+    p.add_argument("--clip-antialias", action=argparse.BooleanOptionalAction, default=True,
+                   help="antialias the tensor resizes into CLIP (torchvision's default since 0.17, off before; the "
+                   "authors' version is unknown; default: on)")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
                    help="step budget preset: paper (1500 steps, batch 2, LR patch 128) or cpu; auto = paper on CUDA")
     p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings)")
@@ -78,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
     p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate on --eval-data every N steps (0: never)")
+    p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
+                   "(default: the protocol's, authors 10; 0: never)")
+    p.add_argument("--eval-batch", type=int, default=8, help="test images per SR forward when evaluating")
     p.add_argument("--tile", type=int, default=0, help="tile size (LR px) for super-resolving the photo; 0 = whole")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
@@ -107,16 +121,19 @@ def _encoder(args, device: torch.device):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
+    opts = {"device": device, "input_range": args.clip_input, "protocol": args.protocol,
+            "antialias": args.clip_antialias, "alpha_weights": args.alpha_weights, "alpha_init": args.alpha_init}
+    if args.plain_clip:
+        # protocol paper, a row without region masks: plain CLIP (the paper's Sec. 2.3), no Alpha-CLIP weights
+        opts.update(alpha_weights=None, alpha_init="zero")
     if name == "auto":
         try:
-            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", alpha_weights=args.alpha_weights,
-                                 device=device, input_range=args.clip_input)
+            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", **opts)
         except IodaError as err:
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
-    return build_encoder(name, pretrained=weights, alpha_weights=args.alpha_weights, device=device,
-                         input_range=args.clip_input, seed=args.seed, alpha_init=args.alpha_init)
+    return build_encoder(name, pretrained=weights, seed=args.seed, **opts)
 
 
 def _source_dir(args, scale: int) -> Path:
@@ -133,7 +150,8 @@ def _labels(args, photo_path: Path, photo, out_dir: Path):
     if args.labels:
         return load_label_map(args.labels, expected_hw=photo.shape[:2])
     LOG.info("computing instance labels of the photo with %s", args.mask_source)
-    params = {"model_type": args.sam_model, "checkpoint": args.sam_checkpoint} if args.mask_source == "sam" else {}
+    params = ({"model_type": args.sam_model, "checkpoint": args.sam_checkpoint,
+               "paint": get_protocol(args.protocol).paint} if args.mask_source == "sam" else {})
     labels, _ = cached_label_map(photo_path, out_dir / "labels.npz", source=args.mask_source, params=params)
     return labels
 
@@ -149,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
                                else "cpu"]
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
+    protocol = get_protocol(args.protocol)
+    args.plain_clip = protocol.plain_clip_full and variant.region == "full"
+    eval_every = protocol.eval_every if args.eval_every is None else args.eval_every
+    if eval_every < 0 or args.eval_batch < 1:
+        raise IodaError(f"--eval-every must be >= 0 and --eval-batch >= 1, got {eval_every} and {args.eval_batch}")
     photo_path = Path(args.photo)
     photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
     loaded = load_model(args.model, preset=args.preset)
@@ -159,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         lr_patch=args.lr_patch or preset["lr_patch"],
         lr=args.lr or preset["lr"],
         betas=tuple(args.betas) if args.betas else AUTHORS_BETAS,
-        loss=args.loss,
+        loss=args.loss or protocol.loss,
         seed=args.seed,
-        eval_every=args.eval_every if args.eval_data else 0,
+        eval_every=eval_every if args.eval_data else 0,
         channels_last=args.channels_last,
+        region_opts=protocol.region_opts(variant.region),
+        protocol=protocol.name,
     )
     for key in ("steps", "batch_size", "lr_patch"):
         if getattr(settings, key) < 1:
@@ -200,11 +225,13 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
     from ioda.data.pairs import list_pairs
 
     seed_everything(args.seed)
+    protocol = get_protocol(settings.protocol)
     eval_fn = None
     if settings.eval_every:
-        from ioda.evaluate import evaluate_model
+        from ioda.evaluate import DeviceEvaluator
 
-        eval_fn = lambda m: evaluate_model(m, args.eval_data, scale, device=device)[1]  # noqa: E731
+        eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
+                                  batch_size=args.eval_batch)
     encoder_desc, untrained = None, False
     if variant.method == "none":
         model_t, stats = loaded.module.to(device).eval(), {"seconds": 0.0, "steps": 0}
@@ -223,7 +250,8 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
             photo, labels, source, scale=scale, lr_patch=settings.lr_patch, batch_size=settings.batch_size,
             region=variant.region, occlusion=variant.occlusion, occlusion_p=settings.occlusion_p,
             occlusion_cell=settings.occlusion_cell, occlusion_cell_p=settings.occlusion_cell_p,
-            region_opts=settings.region_opts, seed=args.seed)
+            region_opts=settings.region_opts, seed=args.seed,
+            occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
         trainer = DirectionTrainer(loaded.module, encoder, sampler, variant, settings, device, out_dir, eval_fn)
         stats = trainer.run(resume=args.resume)
         model_t = trainer.model_t
@@ -235,18 +263,25 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
             sr = upscale(model_t, image_to_tensor(photo).to(device), scale, tile=args.tile)
         write_image(out_dir / "sr.png", tensor_to_image(sr))
     report = {
+        "protocol": protocol.name,
+        "protocol_settings": protocol.to_dict() | {"clip_input": args.clip_input or protocol.clip_input,
+                                                   "loss": settings.loss, "clip_antialias": args.clip_antialias,
+                                                   "plain_clip": args.plain_clip},
         "variant": variant.to_dict(),
         "settings": settings.to_dict() | {"steps_preset": args.settings},
         "model": {"path": str(args.model), "arch": loaded.arch, "preset": loaded.preset, "scale": scale},
         "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
-        "seconds": stats.get("seconds"),
+        "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds
+        "eval_seconds": stats.get("eval_seconds"),
+        "final": stats.get("final"),
+        "best": stats.get("best"),
         "stats": stats,
         "device": str(device),
         "hardware": _hardware(device),
         "torch": torch.__version__,
-        "oracle_note": "curve.csv uses target HR; it is for plots only and never chooses the model",
+        "oracle_note": "best = the oracle statistic (picked on target HR, the authors'); the saved model is the final step",
     }
     write_json(out_dir / "adapt.json", report)
     ckpt = out_dir / "checkpoint.pt"
