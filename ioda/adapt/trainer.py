@@ -60,6 +60,12 @@ class AdaptSettings:
         return asdict(self)
 
 
+def use_autocast(device: torch.device, amp: str, protocol) -> bool:
+    """bf16 autocast over SR and CLIP on CUDA (protocol paper, amp auto); the authors' SR networks run in fp32
+    (their CLIP in fp16: ioda.clip.loading.build_encoder), so never under `authors`."""
+    return device.type == "cuda" and amp == "auto" and not get_protocol(protocol).clip_fp16
+
+
 def _write_log(path: Path, rows: list[tuple[int, float]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -106,8 +112,7 @@ class DirectionTrainer:
         self.curve: list[dict] = []
         self.fallbacks = 0
         self.samples = 0
-        # The authors' SR networks run in fp32 (their CLIP in fp16: see ioda.clip.loading.build_encoder).
-        self.amp = device.type == "cuda" and settings.amp == "auto" and not self.protocol.clip_fp16
+        self.amp = use_autocast(device, settings.amp, self.protocol)
         self.eval_seconds = 0.0
         self.adapt_seconds = 0.0
         self.text_dir: torch.Tensor | None = None
