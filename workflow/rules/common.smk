@@ -12,7 +12,8 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
-from ioda.report.plan import NEEDS_LABELS, Plan, Run
+from ioda.adapt.protocol import get_protocol
+from ioda.report.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
 
 try:
     # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
@@ -40,13 +41,12 @@ def _exactly(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-_curve = config["report"]["curves"] if config["adapt"]["eval_every"] > 0 else None
-# Wildcard constraints that match exactly the runs of the report.curves cell ("(?!)" matches nothing).
+# Wildcard constraints that match exactly the runs that evaluate along the way and write curve.csv: every
+# direction-loss adaptation when adapt.eval_every > 0 (Plan.evaluates; "(?!)" matches nothing).
 CURVE_CONSTRAINTS = {
-    "backbone": _exactly([_curve["backbone"]] if _curve else []),
-    "task": _exactly([_curve["task"]] if _curve else []),
-    "variant": _exactly([v for v in _curve["variants"] if v != "baseline"] if _curve else []),
+    "variant": _exactly(DIRECTION_VARIANTS if config["adapt"]["eval_every"] > 0 else []),
 }
+PROTOCOL = get_protocol(config["adapt"]["protocol"])
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -99,7 +99,8 @@ def all_evaluated():
 
 
 def curve_files():
-    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r)]
+    """The plotted curves (report.curves cell)."""
+    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r) and PLAN.evaluates(r)]
 
 
 def adapt_jsons():
@@ -175,6 +176,7 @@ def masks_options():
     if m["source"] == "sam":
         opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
         opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
+        opts += ["--paint", PROTOCOL.paint]  # overlapping SAM masks: the protocol's painting order
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -199,14 +201,19 @@ def adapt_extra(wc):
         if enc[key]:
             opts += [flag, enc[key]]
     opts += ["--alpha-init", enc["alpha_init"]]
+    for flag, key in (("--loss", "loss"), ("--clip-input", "clip_input")):  # null: the protocol's
+        if a[key]:
+            opts += [flag, a[key]]
+    opts += ["--clip-antialias" if a["clip_antialias"] else "--no-clip-antialias"]
     if wc.variant in NEEDS_LABELS:
         opts += ["--labels", PLAN.labels(t["target"], r.image_index)]
     if wc.variant == "text_guided" and t["prompts"]:
         opts += ["--prompts", *t["prompts"]]
     if wc.variant == "finetune":
         opts += ["--target-train", PLAN.split_dir(wc.task, "train")]
-    if PLAN.curve_cell(r):
-        opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"]]
+    if PLAN.evaluates(r):
+        opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"],
+                 "--eval-batch", a["eval_batch"]]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
