@@ -224,3 +224,17 @@ def test_i_plain_clip_for_rows_without_region_masks_only_under_paper():
 def test_j_authors_evaluate_every_10_steps_and_l_crop_hr():
     assert AUTHORS.eval_every == 10 and PAPER.eval_every == 0
     assert AUTHORS.eval_crop_hr and not PAPER.eval_crop_hr
+
+
+def test_configs_paper_uses_authors_and_every_config_evaluates_every_direction_run():
+    from ioda.config import load_config
+    from ioda.report.plan import DIRECTION_VARIANTS, Plan
+
+    paper = load_config("config/paper.yaml")
+    assert paper["adapt"]["protocol"] == "authors" and paper["adapt"]["eval_every"] == 10
+    assert paper["adapt"]["loss"] is None and paper["adapt"]["clip_input"] is None  # the protocol's
+    for path in ("config/paper.yaml", "params.yaml", ".test/config.yaml"):
+        plan = Plan(load_config(path))
+        runs = [r for r in plan.adapt_runs() if r.variant in DIRECTION_VARIANTS]
+        assert runs and all(plan.evaluates(r) for r in runs)  # final and oracle best step in every table
+    assert load_config("params.yaml")["adapt"]["protocol"] == "paper"
