@@ -227,7 +227,7 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
     seed_everything(args.seed)
     protocol = get_protocol(settings.protocol)
     eval_fn = None
-    if settings.eval_every:
+    if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
         from ioda.evaluate import DeviceEvaluator
 
         eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
