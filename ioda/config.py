@@ -1,10 +1,14 @@
 """params.yaml loading and validation against the JSON schema shipped in the package.
 
 The schema is single-sourced in `ioda/schemas/params.schema.yaml`; `workflow/schemas/config.schema.yaml`
-links to it so Snakemake validates the same rules when the workflow starts."""
+links to it so Snakemake validates the same rules when the workflow starts. It is also the one home of every
+default (`defaults`); the paper's values live in config/paper.yaml (`paper_config`; shipped in the package
+through the link ioda/schemas/paper.yaml)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from importlib import resources
 from typing import Any
@@ -15,11 +19,39 @@ import yaml
 from ioda.errors import IodaError
 from ioda.files import read_yaml
 
-_MISSING = object()
-
-
 def schema() -> dict:
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict:
     return yaml.safe_load(resources.files("ioda.schemas").joinpath("params.schema.yaml").read_text())
+
+
+def _defaults_of(node: dict) -> dict:
+    out = {}
+    for key, sub in node.get("properties", {}).items():
+        if "default" in sub:
+            value = copy.deepcopy(sub["default"])
+            out[key] = {**_defaults_of(sub), **value} if isinstance(value, dict) and "properties" in sub else value
+    return out
+
+
+def defaults(section: str) -> dict:
+    """The schema's defaults of one top-level section (e.g. `adapt`), nested mappings filled in: what a
+    params file that omits the section gets. Code reads its defaults here instead of repeating them."""
+    return _defaults_of(_schema()["properties"][section])
+
+
+@functools.cache
+def _paper() -> dict:
+    path = resources.files("ioda.schemas").joinpath("paper.yaml")
+    return validate(yaml.safe_load(path.read_text()), "config/paper.yaml")
+
+
+def paper_config() -> dict:
+    """config/paper.yaml, validated with defaults filled: the home of the paper's values (`--settings paper`)."""
+    return copy.deepcopy(_paper())
 
 
 def _set_defaults(validator_cls):
@@ -30,7 +62,7 @@ def _set_defaults(validator_cls):
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if isinstance(sub, dict) and "default" in sub:
-                    instance.setdefault(prop, sub["default"])
+                    instance.setdefault(prop, copy.deepcopy(sub["default"]))
         yield from validate_props(validator, properties, instance, schema_)
 
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
@@ -48,35 +80,6 @@ def validate(cfg: Any, source: str = "config") -> dict:
     return cfg
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> dict:
-    """Read params.yaml, apply `key.sub=value` overrides (YAML-parsed values), validate, fill defaults."""
-    cfg = read_yaml(path)
-    for item in overrides or []:
-        if "=" not in item:
-            raise IodaError(f"override {item!r}: expected key.path=value")
-        key, value = item.split("=", 1)
-        set_key(cfg, key, yaml.safe_load(value))
-    return validate(cfg, str(path))
-
-
-def get_key(cfg: dict, dotted: str, default: Any = _MISSING) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif default is not _MISSING:
-            return default
-        else:
-            raise IodaError(f"config: missing key {dotted!r}")
-    return node
-
-
-def set_key(cfg: dict, dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = cfg
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise IodaError(f"config: key {dotted!r}: {part!r} is not a mapping")
-    node[parts[-1]] = value
-
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a params file (params.yaml, config/paper.yaml, results/config.json), validate, fill defaults."""
+    return validate(read_yaml(path), str(path))

@@ -107,3 +107,21 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise IodaError(f"{folder}: folder not found (expected a folder of images)")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def pick_image(pool: str | os.PathLike, index: int) -> Path:
+    """The index-th image of a folder, sorted by name: how the workflow names a run's target image (the one
+    image picker; `ioda adapt/masks --pool DIR --index I`)."""
+    if index < 0:
+        raise IodaError(f"--index {index}: expected an image number >= 0")
+    images = list_images(pool)
+    if index >= len(images):
+        raise IodaError(f"{pool}: fewer than {index + 1} images (target image {index} requested)")
+    return images[index]
+
+
+def image_arg(path: str | None, pool: str | None, index: int) -> Path:
+    """A command's image: the path given, or --pool DIR --index I (exactly one of the two)."""
+    if (path is None) == (pool is None):
+        raise IodaError("expected either an image path or --pool DIR (with --index I), not " + ("both" if path else "neither"))
+    return Path(path) if path is not None else pick_image(pool, index)

@@ -282,7 +282,7 @@ def test_j_best_step_is_the_max_of_the_curve_with_step_0_and_k_eval_time_is_apar
 def test_cli_authors_protocol_records_it_and_i_plain_clip_under_paper(world, tmp_path):
     base = [str(world["photo"]), "--model", str(world["ckpt"]), "--source-data", str(world["source"]),
             "--encoder", "tiny", "--alpha-init", "random", "--steps", "2", "--lr-patch", str(PATCH),
-            "--device", "cpu", "--no-sr", "--variant", "image_guided"]
+            "--device", "cpu", "--no-sr", "--variant", "image_guided", "--settings", "paper"]
     infos = {}
     for protocol in ("authors", "paper"):
         out = tmp_path / protocol
@@ -290,10 +290,10 @@ def test_cli_authors_protocol_records_it_and_i_plain_clip_under_paper(world, tmp
                            "--eval-data", str(world["target_train"])]) == 0
         infos[protocol] = json.loads((out / "adapt.json").read_text())
     a, p = infos["authors"], infos["paper"]
-    assert a["protocol"] == "authors" and a["settings"]["loss"] == "direction_lrsim"
+    assert a["protocol"] == "authors" and a["protocol_settings"]["loss"] == "direction_lrsim"
     assert a["protocol_settings"]["clip_input"] == "gan_quirk" and a["protocol_settings"]["plain_clip"] is False
     assert "alpha conv random" in a["encoder"]["description"]  # Alpha-CLIP with a full mask
     assert p["protocol_settings"]["plain_clip"] is True and "alpha conv zero" in p["encoder"]["description"]
-    # authors: eval every 10 steps by default -> steps 0 and the last (2); paper: no curve unless asked
-    assert [a["final"]["step"], a["stats"]["evaluations"]] == [2, 2] and p["final"] is None
+    # --settings paper (config/paper.yaml): eval every 10 steps -> steps 0 and the last (2)
+    assert [a["final"]["step"], a["stats"]["evaluations"]] == [2, 2] == [p["final"]["step"], p["stats"]["evaluations"]]
     assert a["best"]["psnr"] >= a["final"]["psnr"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_workflow import ENV, ROOT, e2e  # noqa: F401  (e2e: the shared end-to-end run fixture)
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
 
 GIT = ["git", "-c", "user.name=ioda-test", "-c", "user.email=ioda-test@example.invalid", "-c", "init.defaultBranch=main",
        "-c", "commit.gpgsign=false"]
@@ -69,7 +70,7 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedPr
 
 
 @pytest.mark.slow
-def test_dvc_exp_run_reruns_only_adaptation_onward(e2e, tmp_path):  # noqa: F811
+def test_dvc_exp_run_reruns_only_adaptation_onward(e2e, tmp_path):  # e2e: the shared end-to-end run (conftest.py)
     repo = tmp_path / "repo"
     shutil.copytree(e2e, repo, symlinks=True)  # keeps mtimes and .snakemake/ metadata
     (repo / ".gitignore").write_text("__pycache__/\n/logs/\n/.snakemake/\n")

@@ -1,12 +1,15 @@
 """ioda/imageio.py and ioda/data/pairs.py on odd and broken inputs."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from ioda.data.pairs import PairedPatches, list_pairs, load_pair
 from ioda.errors import IodaError
-from ioda.imageio import image_to_tensor, list_images, read_image, tensor_to_image, write_image
+from ioda.imageio import (image_arg, image_to_tensor, list_images, pick_image, read_image, tensor_to_image,
+                          write_image)
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (12, 10, 3)).astype(np.uint8)
@@ -135,3 +138,21 @@ def test_lr_smaller_than_patch(tmp_path):
     assert lr.shape == (3, 4, 4) and hr.shape == (3, 16, 16)
     lr2, _ = ds[0]
     assert (lr == lr2).all()  # same index, same patch
+
+
+def test_pick_image_is_the_index_th_by_name(tmp_path):
+    for name in ("b.png", "a.png", "C.png", ".hidden.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [pick_image(tmp_path, i).name for i in range(3)] == ["C.png", "a.png", "b.png"]  # byte order, as LC_ALL=C
+    with pytest.raises(IodaError, match=r"fewer than 4 images \(target image 3 requested\)"):
+        pick_image(tmp_path, 3)
+    with pytest.raises(IodaError, match="--index -1"):
+        pick_image(tmp_path, -1)
+    with pytest.raises(IodaError, match="folder not found"):
+        pick_image(tmp_path / "none", 0)
+    assert image_arg(None, str(tmp_path), 1) == tmp_path / "a.png"
+    assert image_arg("x.png", None, 0) == Path("x.png")
+    with pytest.raises(IodaError, match="not both"):
+        image_arg("x.png", str(tmp_path), 0)
+    with pytest.raises(IodaError, match="not neither"):
+        image_arg(None, None, 0)

@@ -209,6 +209,19 @@ def test_cli_writes_label_map_sidecar_and_preview(tmp_path, photo):
     assert "instances (superpixel)" in log.read_text()
 
 
+def test_cli_pool_index_picks_the_same_image_as_the_path(tmp_path, photo):
+    pool = tmp_path / "pool"
+    for i, name in enumerate(("b.png", "a.png")):
+        write_image(pool / name, np.roll(photo, 7 * i, axis=1))
+    assert masks_main(["--pool", str(pool), "--index", "1", "--out", str(tmp_path / "p.npz")]) == 0
+    assert masks_main([str(pool / "b.png"), "--out", str(tmp_path / "d.npz")]) == 0
+    assert json.loads((tmp_path / "p.json").read_text())["image"] == str(pool / "b.png")
+    assert np.array_equal(load_label_map(tmp_path / "p.npz", photo.shape[:2]), load_label_map(tmp_path / "d.npz", photo.shape[:2]))
+    with pytest.raises(IodaError, match="fewer than 3 images"):
+        masks_main(["--pool", str(pool), "--index", "2", "--out", str(tmp_path / "q.npz")])
+    assert not (tmp_path / "q.npz").exists()
+
+
 def test_cli_errors_leave_nothing(tmp_path, photo, capsys):
     img = tmp_path / "lr.png"
     write_image(img, photo)

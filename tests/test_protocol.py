@@ -228,7 +228,7 @@ def test_j_authors_evaluate_every_10_steps_and_l_crop_hr():
 
 def test_configs_paper_uses_authors_and_every_config_evaluates_every_direction_run():
     from ioda.config import load_config
-    from ioda.report.plan import DIRECTION_VARIANTS, Plan
+    from ioda.plan import DIRECTION_VARIANTS, Plan
 
     paper = load_config("config/paper.yaml")
     assert paper["adapt"]["protocol"] == "authors" and paper["adapt"]["eval_every"] == 10

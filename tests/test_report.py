@@ -21,7 +21,7 @@ from ioda.files import write_json
 from ioda.imageio import write_image
 from ioda.report import aggregate, figures, summary, tables
 from ioda.report.paper_numbers import PAPER, TABLE6_QUOTED, paper_value
-from ioda.report.plan import Plan, Run
+from ioda.plan import Plan, Run
 
 BASE = {
     "run": {"name": "synthetic", "seed": 0, "device": "cpu"},

@@ -1,5 +1,5 @@
-"""The Snakemake workflow: lint, dry runs of the three configs, and one real run of the CI config (.test/)
-shared by every end-to-end test (it is the expensive part: about a minute on 2 cores)."""
+"""The Snakemake workflow: lint, dry runs of the three configs, and the end-to-end tests on the shared real run
+of the CI config (.test/; fixture `e2e` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +18,7 @@ import pytest
 import yaml
 
 from ioda.config import load_config
-from ioda.report.plan import Plan
+from ioda.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
@@ -49,59 +47,7 @@ def job_counts(output: str) -> dict[str, int]:
     return {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
 
 
-# ---- one real run of the CI config, shared (also imported by test_dvc.py) ------------------------------------
-_E2E: dict = {}
-
-
-def _run_interrupted(proj: Path, out_file: Path) -> dict:
-    """Start the workflow, press Ctrl-C (SIGINT to its process group) once the first adaptation job runs."""
-    adapt_logs = proj / "logs" / "adapt"
-    with open(out_file, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default",
-                                 "--cores", "2"], cwd=proj, env=ENV, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            deadline = time.time() + 300
-            while time.time() < deadline and proc.poll() is None and not (
-                    adapt_logs.is_dir() and any(adapt_logs.rglob("*.log"))):
-                time.sleep(0.2)
-            started = sorted(adapt_logs.rglob("*.log")) if adapt_logs.is_dir() else []
-            time.sleep(1.0)  # inside `ioda adapt` by now
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-            rc = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    run_dirs = [proj / "results" / "adapt" / p.relative_to(adapt_logs).with_suffix("") for p in started]
-    return {"rc": rc, "interrupted_runs": run_dirs,
-            "left_models": [d for d in run_dirs if (d / "model.safetensors").exists()],
-            "summary_after_interrupt": (proj / "results" / "summary.md").exists()}
-
-
-def e2e_project(tmp_path_factory) -> Path:
-    """A fresh copy of the project whose params.yaml is the CI config: started, interrupted (Ctrl-C) during
-    adaptation, then resumed to completion. Run once per session, shared by the end-to-end tests."""
-    if "dir" not in _E2E:
-        base = tmp_path_factory.mktemp("e2e")
-        proj = base / "ioda"
-        copy_project(ROOT, proj)
-        shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
-        start = time.perf_counter()
-        _E2E["interrupt"] = _run_interrupted(proj, base / "interrupted.out")
-        proc = snakemake(proj, "--profile", "workflow/profiles/default", "--cores", "2")
-        _E2E.update(dir=proj, proc=proc, seconds=time.perf_counter() - start)
-    proc = _E2E["proc"]
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return _E2E["dir"]
-
-
-@pytest.fixture(scope="session")
-def e2e(tmp_path_factory) -> Path:
-    return e2e_project(tmp_path_factory)
-
-
+# (the shared end-to-end run, fixture `e2e`, lives in conftest.py)
 def clone_run(src: Path, dst: Path) -> Path:
     """Copy a finished run, keeping modification times and Snakemake's metadata (.snakemake/)."""
     shutil.copytree(src, dst, symlinks=True)
@@ -257,8 +203,8 @@ def test_changing_the_encoder_reruns_the_guided_adaptations(e2e, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes(e2e):
-    info = _E2E["interrupt"]
+def test_interrupted_run_resumes(e2e, e2e_interrupt):
+    info = e2e_interrupt
     assert info["rc"] != 0 and info["interrupted_runs"], "the first run was not interrupted during adaptation"
     assert not info["summary_after_interrupt"]
     assert not info["left_models"]  # the interrupted jobs left no half-written model behind

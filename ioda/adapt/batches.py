@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ioda.config import defaults
 from ioda.data.pairs import Pair, augment, check_pair_sizes, random_crop_box
 from ioda.errors import IodaError
 from ioda.imageio import read_image
@@ -72,6 +73,9 @@ def _to_tensor(arrs: list[np.ndarray]) -> torch.Tensor:
     return t.float().div_(255.0) if stacked.dtype == np.uint8 else t.float()
 
 
+_OCCLUSION = defaults("adapt")["occlusion"]  # the schema is the one home of these defaults
+
+
 class DirectionSampler:
     def __init__(
         self,
@@ -84,9 +88,9 @@ class DirectionSampler:
         batch_size: int,
         region: str = "full",
         occlusion: bool = False,
-        occlusion_p: float = 0.5,
-        occlusion_cell: int = 32,
-        occlusion_cell_p: float = 0.5,
+        occlusion_p: float = _OCCLUSION["p"],
+        occlusion_cell: int = _OCCLUSION["cell"],
+        occlusion_cell_p: float = _OCCLUSION["cell_p"],
         region_opts: dict | None = None,
         seed: int = 0,
         occlusion_partial_cells: bool = True,

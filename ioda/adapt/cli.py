@@ -17,23 +17,22 @@ from pathlib import Path
 
 import torch
 
-from ioda.adapt.protocol import DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
+from ioda.adapt.protocol import PROTOCOLS, get_protocol
 from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.config import defaults, paper_config
 from ioda.errors import IodaError
 from ioda.files import sha256_file, write_json
-from ioda.imageio import image_to_tensor, read_image, tensor_to_image, write_image
+from ioda.imageio import image_arg, image_to_tensor, read_image, tensor_to_image, write_image
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 
 LOG = logging.getLogger("ioda.adapt")
 
-# Step budgets: the authors' settings, and a CPU-sized one for trying things out on a laptop.
-SETTINGS_PRESETS = {
-    "paper": {"steps": 1500, "batch_size": 2, "lr_patch": 128, "lr": 1e-5},
-    "cpu": {"steps": 200, "batch_size": 2, "lr_patch": 48, "lr": 1e-5},
-}
 
 
-BASELINE_LR = {"finetune": 2e-4, "zssr": 1e-3}
+def settings_preset(name: str) -> dict:
+    """The `adapt` section behind --settings: `paper` is config/paper.yaml's, `cpu` the params schema's defaults
+    (a CPU-sized budget for trying things out on a laptop). No default is repeated in this module."""
+    return paper_config()["adapt"] if name == "paper" else defaults("adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("photo", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
+    p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
+    p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
+                   "by sorted name (how the workflow names a run's target image)")
+    p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
     p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
     p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
-    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=sorted(PROTOCOLS),
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
                    "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
-                   "text and our documented choices (default: %(default)s; see docs/method.md)")
+                   "text and our documented choices (default from --settings: authors for paper, paper for cpu; "
+                   "see docs/method.md)")
     p.add_argument("--loss", choices=["direction", "direction_lrsim"],
                    help="override the protocol's loss: the paper's direction loss, or the authors' code's "
                    "LR-similarity-weighted form")
@@ -76,23 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-input", choices=["unit", "gan_quirk"],
                    help="override the protocol's CLIP image range: unit ([0,1]; paper) or gan_quirk (the authors' "
                    "[-1,1] un-normalisation)")
-    p.add_argument("--clip-antialias", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--clip-antialias", action=argparse.BooleanOptionalAction, default=None,
                    help="antialias the tensor resizes into CLIP (torchvision's default since 0.17, off before; the "
-                   "authors' version is unknown; default: on)")
+                   "authors' version is unknown; default from --settings: on)")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
-                   help="step budget preset: paper (1500 steps, batch 2, LR patch 128) or cpu; auto = paper on CUDA")
-    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings)")
+                   help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
+                   "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
+    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings, "
+                   "adapt.steps, or adapt.finetune_steps / adapt.zssr_steps for those baselines)")
     p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
     p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
     p.add_argument("--lr", type=float, help="learning rate (Adam)")
     p.add_argument("--baseline-lr", type=float,
-                   help="learning rate of the finetune / zssr baselines (default: 2e-4 finetune, 1e-3 zssr as in ZSSR)")
-    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default: the authors' 0, 0.99**0.8)")
+                   help="learning rate of the finetune / zssr baselines (default from --settings: adapt.baseline_lr)")
+    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default from --settings: the authors' 0, 0.99**0.8)")
+    p.add_argument("--occlusion-p", type=float, help="occlusion variants: probability of masking a sample")
+    p.add_argument("--occlusion-cell", type=int, help="occlusion variants: cell size in LR px")
+    p.add_argument("--occlusion-cell-p", type=float, help="occlusion variants: probability of zeroing a cell "
+                   "(the three default from --settings: adapt.occlusion)")
     p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
     p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
-                   "(default: the protocol's, authors 10; 0: never)")
-    p.add_argument("--eval-batch", type=int, default=8, help="test images per SR forward when evaluating")
+                   "(0: never; default from --settings: 10 for paper, as the authors)")
+    p.add_argument("--eval-batch", type=int, help="test images per SR forward when evaluating (default from --settings)")
     p.add_argument("--tile", type=int, default=0, help="tile size (LR px) for super-resolving the photo; 0 = whole")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
@@ -117,12 +126,12 @@ def _hardware(device: torch.device) -> str:
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
 
-def _encoder(args, device: torch.device):
+def _encoder(args, device: torch.device, clip_input: str, protocol: str):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
-    opts = {"device": device, "input_range": args.clip_input, "protocol": args.protocol,
-            "antialias": args.clip_antialias, "alpha_weights": args.alpha_weights, "alpha_init": args.alpha_init}
+    opts = {"device": device, "input_range": clip_input, "protocol": protocol, "antialias": args.clip_antialias,
+            "alpha_weights": args.alpha_weights, "alpha_init": args.alpha_init}
     if args.plain_clip:
         # protocol paper, a row without region masks: plain CLIP (the paper's Sec. 2.3), no Alpha-CLIP weights
         opts.update(alpha_weights=None, alpha_init="zero")
@@ -156,39 +165,60 @@ def _labels(args, photo_path: Path, photo, out_dir: Path):
     return labels
 
 
+def adapt_settings(args, variant, device: torch.device):
+    """This run's AdaptSettings: each flag given, else the --settings preset (see settings_preset)."""
+    from ioda.adapt.trainer import AdaptSettings
+
+    preset = settings_preset("paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
+                             else "cpu")
+    baseline = variant.method in ("finetune", "zssr")  # supervised: own step budget and learning rate
+
+    def pick(flag, default):
+        return default if flag is None else flag
+
+    protocol = get_protocol(pick(args.protocol, preset["protocol"]))
+    # the options that are no AdaptSettings field, resolved here once for _run and the report
+    args.protocol = protocol.name
+    args.clip_antialias = pick(args.clip_antialias, preset["clip_antialias"])
+    args.plain_clip = protocol.plain_clip_full and variant.region == "full"
+
+    return AdaptSettings(
+        steps=pick(args.steps, preset[f"{variant.method}_steps" if baseline else "steps"]),
+        batch_size=pick(args.batch_size, preset["batch_size"]),
+        lr_patch=pick(args.lr_patch, preset["lr_patch"]),
+        lr=pick(args.baseline_lr, preset["baseline_lr"][variant.method]) if baseline else pick(args.lr, preset["lr"]),
+        betas=tuple(pick(args.betas, preset["betas"])),
+        loss=pick(args.loss, preset["loss"]),  # None: the protocol's
+        clip_input=pick(args.clip_input, preset["clip_input"]),
+        seed=args.seed,
+        eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
+        channels_last=args.channels_last,
+        occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
+        occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
+        occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),
+        region_opts=protocol.region_opts(variant.region),
+        protocol=protocol.name,
+        clip_antialias=args.clip_antialias,
+        eval_batch=pick(args.eval_batch, preset["eval_batch"]),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
-    from ioda.adapt.trainer import AUTHORS_BETAS, AdaptSettings
     from ioda.archs import load_model
 
     device = resolve_device(args.device)
-    preset = SETTINGS_PRESETS["paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
-                               else "cpu"]
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
-    protocol = get_protocol(args.protocol)
-    args.plain_clip = protocol.plain_clip_full and variant.region == "full"
-    eval_every = protocol.eval_every if args.eval_every is None else args.eval_every
-    if eval_every < 0 or args.eval_batch < 1:
-        raise IodaError(f"--eval-every must be >= 0 and --eval-batch >= 1, got {eval_every} and {args.eval_batch}")
-    photo_path = Path(args.photo)
+    photo_path = image_arg(args.photo, args.pool, args.index)
     photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
     loaded = load_model(args.model, preset=args.preset)
     scale = loaded.scale
-    settings = AdaptSettings(
-        steps=args.steps or preset["steps"],
-        batch_size=args.batch_size or preset["batch_size"],
-        lr_patch=args.lr_patch or preset["lr_patch"],
-        lr=args.lr or preset["lr"],
-        betas=tuple(args.betas) if args.betas else AUTHORS_BETAS,
-        loss=args.loss or protocol.loss,
-        seed=args.seed,
-        eval_every=eval_every if args.eval_data else 0,
-        channels_last=args.channels_last,
-        region_opts=protocol.region_opts(variant.region),
-        protocol=protocol.name,
-    )
+    settings = adapt_settings(args, variant, device)
+    if settings.eval_every < 0 or settings.eval_batch < 1:
+        raise IodaError(f"--eval-every must be >= 0 and --eval-batch >= 1, got {settings.eval_every} and "
+                        f"{settings.eval_batch}")
     for key in ("steps", "batch_size", "lr_patch"):
         if getattr(settings, key) < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
@@ -231,7 +261,7 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         from ioda.evaluate import DeviceEvaluator
 
         eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
-                                  batch_size=args.eval_batch)
+                                  batch_size=settings.eval_batch)
     encoder_desc, untrained = None, False
     if variant.method == "none":
         model_t, stats = loaded.module.to(device).eval(), {"seconds": 0.0, "steps": 0}
@@ -239,9 +269,9 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         model_t, stats = run_supervised_baseline(
             variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=args.baseline_lr or BASELINE_LR[variant.method], seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
+            lr=settings.lr, seed=args.seed, device=device, work_dir=out_dir, resume=args.resume)
     else:
-        encoder = _encoder(args, device)
+        encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
         encoder_desc, untrained = encoder.description, bool(encoder.untrained)
         labels = _labels(args, photo_path, photo, out_dir) if variant.needs_labels else None
         source = SourcePool(list_pairs(_source_dir(args, scale), scale, require_hr=variant.reference == "hr"),
@@ -264,9 +294,9 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
         write_image(out_dir / "sr.png", tensor_to_image(sr))
     report = {
         "protocol": protocol.name,
-        "protocol_settings": protocol.to_dict() | {"clip_input": args.clip_input or protocol.clip_input,
-                                                   "loss": settings.loss, "clip_antialias": args.clip_antialias,
-                                                   "plain_clip": args.plain_clip},
+        "protocol_settings": protocol.to_dict() | {"clip_input": settings.clip_input or protocol.clip_input,
+                                                   "loss": settings.loss or protocol.loss,
+                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
         "variant": variant.to_dict(),
         "settings": settings.to_dict() | {"steps_preset": args.settings},
         "model": {"path": str(args.model), "arch": loaded.arch, "preset": loaded.preset, "scale": scale},

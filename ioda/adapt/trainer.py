@@ -25,36 +25,42 @@ from tqdm import tqdm
 
 from ioda.adapt.batches import DirectionSampler
 from ioda.adapt.losses import get_loss
-from ioda.adapt.protocol import DEFAULT_PROTOCOL, get_protocol
+from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import Variant
+from ioda.config import defaults
 from ioda.errors import IodaError
 from ioda.files import atomic_path
 from ioda.runtime import progress_enabled
 
 LOG = logging.getLogger("ioda.adapt")
 
-AUTHORS_BETAS = (0.0, 0.99**0.8)
+# Every default that steers a run comes from the params schema, its one home (tests/test_defaults.py checks).
+_ADAPT, _RUN = defaults("adapt"), defaults("run")
+AUTHORS_BETAS = tuple(_ADAPT["betas"])  # (0, 0.99**0.8)
 
 
 @dataclass
 class AdaptSettings:
-    steps: int = 1500
-    batch_size: int = 2
-    lr_patch: int = 128
-    lr: float = 1e-5
+    steps: int = _ADAPT["steps"]
+    batch_size: int = _ADAPT["batch_size"]
+    lr_patch: int = _ADAPT["lr_patch"]
+    lr: float = _ADAPT["lr"]  # this run's Adam lr: adapt.lr (direction loss) or adapt.baseline_lr.<method>
     betas: tuple[float, float] = AUTHORS_BETAS
-    loss: str = "direction"
-    seed: int = 0
+    loss: str | None = _ADAPT["loss"]  # None: the protocol's (authors direction_lrsim, paper direction)
+    clip_input: str | None = _ADAPT["clip_input"]  # read by the encoder (None: the protocol's); recorded
+    seed: int = _RUN["seed"]
     ckpt_every: int = 100
     log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
-    eval_every: int = 0
+    eval_every: int = _ADAPT["eval_every"]
     amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off" forces fp32
     channels_last: bool = False
     region_opts: dict = field(default_factory=dict)
-    occlusion_p: float = 0.5
-    occlusion_cell: int = 32
-    occlusion_cell_p: float = 0.5
-    protocol: str = DEFAULT_PROTOCOL
+    occlusion_p: float = _ADAPT["occlusion"]["p"]
+    occlusion_cell: int = _ADAPT["occlusion"]["cell"]
+    occlusion_cell_p: float = _ADAPT["occlusion"]["cell_p"]
+    protocol: str = _ADAPT["protocol"]
+    clip_antialias: bool = _ADAPT["clip_antialias"]  # read by the encoder; kept here so adapt.json records it
+    eval_batch: int = _ADAPT["eval_batch"]  # read by the evaluator
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,8 +102,8 @@ class DirectionTrainer:
     ):
         self.variant, self.settings, self.device, self.sampler = variant, settings, device, sampler
         self.encoder = encoder
-        self.loss_fn = get_loss(settings.loss)
         self.protocol = get_protocol(settings.protocol)
+        self.loss_fn = get_loss(settings.loss or self.protocol.loss)
         self.model_s = model_s.to(device).eval().requires_grad_(False)
         self.model_t = copy.deepcopy(self.model_s).requires_grad_(True).train()
         if settings.channels_last:

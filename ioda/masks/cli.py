@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ioda.errors import IodaError
-from ioda.imageio import IMAGE_SUFFIXES, read_image, write_image
+from ioda.imageio import IMAGE_SUFFIXES, image_arg, read_image, write_image
 from ioda.masks.labels import DEFAULT_MIN_AREA, PAINT_ORDERS, cached_label_map, sidecar_path
 from ioda.masks.sam import SAM_CHECKPOINTS
 from ioda.masks.superpixel import METHODS
@@ -29,7 +29,9 @@ def colour_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ioda masks", description=__doc__)
-    p.add_argument("image", help="target LR image")
+    p.add_argument("image", nargs="?", help="target LR image")
+    p.add_argument("--pool", help="instead of IMAGE: the --index-th image (by sorted name) of this folder")
+    p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
     p.add_argument("--out", required=True, help="label map to write (.npz; a .json sidecar is written next to it)")
     p.add_argument("--source", choices=("superpixel", "sam"), default="superpixel",
                    help="instance source (default superpixel: offline; sam needs a checkpoint)")
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
+    image = image_arg(args.image, args.pool, args.index)
     out = Path(args.out)
     if out.suffix != ".npz":
         raise IodaError(f"--out {out}: expected a path ending in .npz")
@@ -72,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         params = {"method": args.superpixel_method, "n_segments": args.n_segments,
                   "segment_area": args.segment_area, "min_area": args.min_area}
-    labels, meta = cached_label_map(args.image, out, args.source, params, reuse=not args.force)
-    LOG.info("%s: %d instances (%s) -> %s + %s", args.image, meta["count"], args.source, out, sidecar_path(out).name)
+    labels, meta = cached_label_map(image, out, args.source, params, reuse=not args.force)
+    LOG.info("%s: %d instances (%s) -> %s + %s", image, meta["count"], args.source, out, sidecar_path(out).name)
     if args.preview:
-        write_image(args.preview, colour_labels(read_image(args.image), labels))
+        write_image(args.preview, colour_labels(read_image(image), labels))
     return 0

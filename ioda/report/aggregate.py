@@ -26,7 +26,7 @@ from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, write_json
 from ioda.report.cli import report_parser
-from ioda.report.plan import Plan, Run
+from ioda.plan import Plan, Run
 from ioda.runtime import setup_logging
 
 VARIANCE_NOTE = "± = population variance (ddof=0) over the N target images"

@@ -27,7 +27,7 @@ from ioda.errors import IodaError  # noqa: E402
 from ioda.files import atomic_path, read_json, removed_on_failure  # noqa: E402
 from ioda.imageio import list_images, read_image  # noqa: E402
 from ioda.report.cli import report_parser
-from ioda.report.plan import Plan, Run  # noqa: E402
+from ioda.plan import Plan, Run  # noqa: E402
 from ioda.report.tables import METHOD, read_cells  # noqa: E402
 from ioda.runtime import progress_enabled, resolve_device, seed_everything, setup_logging  # noqa: E402
 

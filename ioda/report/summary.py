@@ -13,7 +13,7 @@ from ioda.errors import IodaError
 from ioda.files import write_text
 from ioda.report.figures import FIGURES
 from ioda.report.cli import report_parser
-from ioda.report.plan import Plan
+from ioda.plan import Plan
 from ioda.runtime import setup_logging
 
 FIGURE_CAPTIONS = {

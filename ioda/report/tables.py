@@ -26,7 +26,7 @@ from ioda.files import atomic_path, removed_on_failure, write_text
 from ioda.report.aggregate import VARIANCE_NOTE
 from ioda.report.paper_numbers import TABLE6_QUOTED, PaperValue, paper_value
 from ioda.report.cli import report_parser
-from ioda.report.plan import Plan
+from ioda.plan import Plan
 from ioda.runtime import setup_logging
 
 TITLES = {

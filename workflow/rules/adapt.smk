@@ -9,7 +9,7 @@ rule adapt:
         info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
         losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
     params:
-        pick=adapt_photo,
+        photo=adapt_photo,
         out_dir=lambda wc, output: os.path.dirname(output.model),
         source_data=lambda wc: str(PLAN.split_dir(wc.task, "source")),
         steps=adapt_steps,
@@ -33,7 +33,7 @@ rule adapt:
         mem_mb=8000,
         runtime=120,
     shell:
-        '{params.pick}OMP_NUM_THREADS={threads} python -m ioda adapt "$img" --model {input.model} '
+        "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
         "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
         "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
         "--betas {params.betas} --protocol {params.protocol} --seed {params.seed} "

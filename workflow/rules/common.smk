@@ -1,4 +1,4 @@
-# Helpers shared by all rules. The run list and file layout come from ioda.report.plan, the same code the
+# Helpers shared by all rules. The run list and file layout come from ioda.plan, the same code the
 # report commands use, so the workflow and the tables never disagree on which runs exist.
 # Rules run `python -m ioda ...` rather than the `ioda` script: that works from a fresh clone (the
 # repository root is the working directory) as well as with the package installed.
@@ -13,7 +13,8 @@ from snakemake.exceptions import WorkflowError
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
 from ioda.adapt.protocol import get_protocol
-from ioda.report.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
+from ioda.adapt.variants import VARIANTS
+from ioda.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
 
 try:
     # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
@@ -64,17 +65,6 @@ def run_of(wc):
 
 def task_cfg(wc):
     return PLAN.tasks[wc.task]
-
-
-def pick_image(folder, index):
-    """Shell snippet: path of the index-th PNG (what `ioda prepare` writes; sorted by name, as
-    ioda.imageio.list_images sorts) in folder, or a one-line error naming the folder. The names are known
-    only once `ioda prepare` has run, so the job looks them up."""
-    folder = shlex.quote(str(folder))
-    return (
-        f"img=$(find {folder} -maxdepth 1 -type f -name '*.png' ! -name '.*' | LC_ALL=C sort | sed -n '{int(index) + 1}p'); "
-        f'[ -n "$img" ] || {{ echo "{folder}: fewer than {int(index) + 1} images (target image {index} requested)" >&2; exit 2; }}; '
-    )
 
 
 # ---- file lists for the target rules ----------------------------------------------------------------
@@ -181,10 +171,13 @@ def masks_options():
 
 
 def adapt_photo(wc):
-    """Shell snippet setting $img: the run's target image (fine-tune: the first pair of its training split)."""
+    """`--pool DIR --index I`: the run's target image (fine-tune: the first pair of its training split). The
+    names are known only once `ioda prepare` has run, so `ioda adapt` picks the file (ioda.imageio.pick_image)."""
     if wc.variant == "finetune":
-        return pick_image(PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", 0)
-    return pick_image(pool_dir(task_cfg(wc)["target"]), run_of(wc).image_index)
+        pool, index = PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", 0
+    else:
+        pool, index = pool_dir(task_cfg(wc)["target"]), run_of(wc).image_index
+    return " ".join(shlex.quote(str(x)) for x in ("--pool", pool, "--index", index))
 
 
 def adapt_steps(wc):
@@ -211,6 +204,11 @@ def adapt_extra(wc):
         opts += ["--prompts", *t["prompts"]]
     if wc.variant == "finetune":
         opts += ["--target-train", PLAN.split_dir(wc.task, "train")]
+    if wc.variant in ("finetune", "zssr"):
+        opts += ["--baseline-lr", a["baseline_lr"][wc.variant]]
+    if VARIANTS[wc.variant].occlusion:
+        occ = a["occlusion"]
+        opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
     if PLAN.evaluates(r):
         opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"],
                  "--eval-batch", a["eval_batch"]]

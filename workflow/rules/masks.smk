@@ -7,7 +7,7 @@ rule masks:
     output:
         labels=f"{RES}/masks/{{dataset}}/img{{index}}.npz",
     params:
-        pick=lambda wc: pick_image(pool_dir(wc.dataset), int(wc.index)),
+        pool=lambda wc: pool_dir(wc.dataset),
         how=masks_options(),
     conda:
         CONDA_ENV,
@@ -21,4 +21,5 @@ rule masks:
         mem_mb=8000,
         runtime=60,
     shell:
-        '{params.pick}OMP_NUM_THREADS={threads} python -m ioda masks "$img" --out {output.labels} {params.how} > {log} 2>&1'
+        "OMP_NUM_THREADS={threads} python -m ioda masks --pool {params.pool:q} --index {wildcards.index} "
+        "--out {output.labels} {params.how} > {log} 2>&1"

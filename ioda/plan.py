@@ -17,10 +17,8 @@ from ioda.adapt.variants import VARIANTS
 from ioda.errors import IodaError
 
 # Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
-SINGLE_IMAGE_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method in ("direction", "zssr"))
 NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
 DIRECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method == "direction")  # evaluate along the way
-TABLES = tuple(f"table{k}" for k in range(1, 7))
 
 
 @dataclass(frozen=True, order=True)
@@ -151,9 +149,6 @@ class Plan:
         return mode == "all" or (mode == "first" and run.run in ("img0", "source", "all"))
 
     # ---- where things live ---------------------------------------------------------------------------
-    def dataset_dir(self, name: str) -> Path:
-        return self.data / name
-
     def manifest(self, name: str) -> Path:
         return self.data / name / "manifest.json"
 
