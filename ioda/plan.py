@@ -18,6 +18,7 @@ from ioda.errors import IodaError
 
 # Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
 NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
+DIRECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method == "direction")  # evaluate along the way
 
 
 @dataclass(frozen=True, order=True)
@@ -137,7 +138,13 @@ class Plan:
         bb = self.cfg["backbones"][backbone]
         return bool(bb.get("weights")) and bb.get("official_source") in (None, source)
 
+    def evaluates(self, run: Run) -> bool:
+        """Whether this run evaluates the target test set every adapt.eval_every steps (curve.csv: final and
+        oracle best step): every direction-loss adaptation when eval_every > 0."""
+        return self.cfg["adapt"]["eval_every"] > 0 and run.variant in DIRECTION_VARIANTS
+
     def curve_cell(self, run: Run) -> bool:
+        """Whether this run's curve is plotted (the report.curves cell)."""
         cell = self.cfg["report"].get("curves")
         return bool(
             cell and self.cfg["adapt"]["eval_every"] > 0 and run.task == cell["task"]

@@ -92,7 +92,7 @@ def test_dry_run_plans_exactly_the_configured_runs(configfile):
     assert jobs["masks"] == len(plan.masks_needed())
     assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
     assert jobs["evaluate"] == len(plan.runs())
-    assert jobs.get("adapt_with_curve", 0) == sum(plan.curve_cell(r) for r in plan.adapt_runs())
+    assert jobs.get("adapt_with_curve", 0) == sum(plan.evaluates(r) for r in plan.adapt_runs())
 
 
 def test_paper_dry_run_uses_the_authors_settings():

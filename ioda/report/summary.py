@@ -80,9 +80,19 @@ def render(plan: Plan, out: Path) -> str:
         lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
                      f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
     a, enc = cfg["adapt"], cfg["encoder"]
+    from ioda.adapt.protocol import get_protocol
+
+    proto = get_protocol(a["protocol"])
+    from ioda.report.tables import PROTOCOL_TEXT
+
+    lines.append(f"- Protocol: `{proto.name}`, {PROTOCOL_TEXT[proto.name]} (docs/method.md lists every item)")
     lines.append(f"- Adaptation: {a['steps']} steps, batch {a['batch_size']}, LR patch {a['lr_patch']}, Adam lr {a['lr']}, "
-                 f"betas {tuple(a['betas'])}, loss `{a['loss']}`, CLIP input `{a['clip_input']}`; fixed step budget "
-                 "(no model selection on target HR)")
+                 f"betas {tuple(a['betas'])}, loss `{a['loss'] or proto.loss}`, CLIP input "
+                 f"`{a['clip_input'] or proto.clip_input}`, resize antialias {a['clip_antialias']}; fixed step budget, "
+                 "the final model is the one saved and scored in the PSNR (final step) columns")
+    if a["eval_every"]:
+        lines.append(f"- Evaluation along the way: the target test set every {a['eval_every']} steps, step 0 included; "
+                     "the tables' PSNR (best step, oracle) is picked on target HR, the authors' statistic")
     lines.append(f"- Encoder: `{enc['name']}`" + (f", weights `{enc['weights']}`" if enc["weights"] else "")
                  + (f", Alpha-CLIP `{enc['alpha_weights']}`" if enc["alpha_weights"] else "")
                  + (" — **untrained**" if untrained else ""))
@@ -97,6 +107,10 @@ def render(plan: Plan, out: Path) -> str:
         hw = sorted({h for h in runs["hardware"].dropna().astype(str) if h})
         lines.append(f"- Adaptation: {secs.sum() / 60:.2f} min in total over {len(secs)} runs "
                      f"(mean {secs.mean():.1f} s, max {secs.max():.1f} s per run) on {', '.join(hw) or 'unknown hardware'}")
+        ev = runs["eval_seconds"].dropna() if "eval_seconds" in runs else pd.Series(dtype=float)
+        if len(ev) and (runs.get("evaluations", pd.Series(dtype=float)).fillna(0) > 0).any():
+            lines.append(f"- Evaluations during adaptation (not in the adaptation time): {ev.sum() / 60:.2f} min in "
+                         f"total, {ev.sum() / max(secs.sum(), 1e-9):.2f}x the adaptation time")
     bench = Path("logs/benchmarks")
     if bench.is_dir():
         total = 0.0

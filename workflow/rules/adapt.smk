@@ -28,8 +28,7 @@ rule adapt:
         lr_patch=config["adapt"]["lr_patch"],
         lr=config["adapt"]["lr"],
         betas=" ".join(str(b) for b in config["adapt"]["betas"]),
-        loss=config["adapt"]["loss"],
-        clip_input=config["adapt"]["clip_input"],
+        protocol=config["adapt"]["protocol"],
         seed=config["run"]["seed"],
         device=DEVICE,
         extra=adapt_extra,
@@ -37,12 +36,12 @@ rule adapt:
         "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
         "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
         "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
-        "--betas {params.betas} --loss {params.loss} --clip-input {params.clip_input} --seed {params.seed} "
+        "--betas {params.betas} --protocol {params.protocol} --seed {params.seed} "
         "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
 
 
-# Runs of the report.curves cell also write the oracle PSNR-vs-step curve (adapt --eval-every): the same rule
-# with one more output, chosen for exactly those runs.
+# With adapt.eval_every > 0 every direction-loss run also writes its PSNR-vs-step curve (adapt --eval-every,
+# step 0 included: final and oracle best step): the same rule with one more output, chosen for those runs.
 use rule adapt as adapt_with_curve with:
     output:
         model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",

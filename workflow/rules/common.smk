@@ -12,8 +12,9 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
+from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import VARIANTS
-from ioda.plan import NEEDS_LABELS, Plan, Run
+from ioda.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
 
 try:
     # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
@@ -42,13 +43,12 @@ def _exactly(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-_curve = config["report"]["curves"] if config["adapt"]["eval_every"] > 0 else None
-# Wildcard constraints that match exactly the runs of the report.curves cell ("(?!)" matches nothing).
+# Wildcard constraints that match exactly the runs that evaluate along the way and write curve.csv: every
+# direction-loss adaptation when adapt.eval_every > 0 (Plan.evaluates; "(?!)" matches nothing).
 CURVE_CONSTRAINTS = {
-    "backbone": _exactly([_curve["backbone"]] if _curve else []),
-    "task": _exactly([_curve["task"]] if _curve else []),
-    "variant": _exactly([v for v in _curve["variants"] if v != "baseline"] if _curve else []),
+    "variant": _exactly(DIRECTION_VARIANTS if config["adapt"]["eval_every"] > 0 else []),
 }
+PROTOCOL = get_protocol(config["adapt"]["protocol"])
 
 
 wildcard_constraints:
@@ -91,7 +91,8 @@ def all_evaluated():
 
 
 def curve_files():
-    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r)]
+    """The plotted curves (report.curves cell)."""
+    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r) and PLAN.evaluates(r)]
 
 
 def adapt_jsons():
@@ -176,6 +177,7 @@ def masks_options():
     if m["source"] == "sam":
         opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
         opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
+        opts += ["--paint", PROTOCOL.paint]  # overlapping SAM masks: the protocol's painting order
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -203,6 +205,10 @@ def adapt_extra(wc):
         if enc[key]:
             opts += [flag, enc[key]]
     opts += ["--alpha-init", enc["alpha_init"]]
+    for flag, key in (("--loss", "loss"), ("--clip-input", "clip_input")):  # null: the protocol's
+        if a[key]:
+            opts += [flag, a[key]]
+    opts += ["--clip-antialias" if a["clip_antialias"] else "--no-clip-antialias"]
     if wc.variant in NEEDS_LABELS:
         opts += ["--labels", PLAN.labels(t["target"], r.image_index)]
     if wc.variant == "text_guided" and t["prompts"]:
@@ -214,8 +220,15 @@ def adapt_extra(wc):
     if VARIANTS[wc.variant].occlusion:
         occ = a["occlusion"]
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
-    if PLAN.curve_cell(r):
-        opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"]]
+    if PLAN.evaluates(r):
+        opts += [
+            "--eval-data",
+            PLAN.split_dir(wc.task, "test"),
+            "--eval-every",
+            a["eval_every"],
+            "--eval-batch",
+            a["eval_batch"],
+        ]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
