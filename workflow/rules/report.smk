@@ -21,8 +21,7 @@ rule aggregate:
     input:
         config=EFFECTIVE_CONFIG,
         evals=all_evaluated(),
-        adapts=adapt_jsons(),
-        curves=curve_files(),
+        adapts=adapt_jsons(),  # also stands for the curve.csv next to the report.curves cell's
     output:
         runs=f"{RES}/metrics/runs.csv",
         cells=report(f"{RES}/metrics/aggregate.csv", category="Metrics"),
