@@ -18,6 +18,11 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# `snakemake --report results/report.html`: this page heads the report; each report() output has a caption
+# (workflow/report/*.rst) and a category.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/pretrain.smk"
@@ -31,6 +36,10 @@ rule all:
     default_target: True
     input:
         f"{RES}/summary.md",
+        # asked for by name: no rule reads them, and Snakemake only remakes missing files that something needs
+        rules.aggregate.output.runs,
+        rules.aggregate.output.metrics,
+        rules.aggregate.output.curves,
 
 
 # Coarser targets (used by the DVC stages in dvc.yaml).

@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from ioda.errors import IodaError
-from ioda.files import read_yaml
+from ioda.files import read_json, read_yaml
 
 def schema() -> dict:
     return copy.deepcopy(_schema())
@@ -82,4 +82,6 @@ def validate(cfg: Any, source: str = "config") -> dict:
 
 def load_config(path: str | os.PathLike) -> dict:
     """Read a params file (params.yaml, config/paper.yaml, results/config.json), validate, fill defaults."""
-    return validate(read_yaml(path), str(path))
+    # JSON through json: YAML 1.1 reads JSON's 1e-05 (no dot) as a string, which would fail validation
+    data = read_json(path) if str(path).endswith(".json") else read_yaml(path)
+    return validate(data, str(path))

@@ -18,6 +18,7 @@ from ioda.errors import IodaError
 
 # Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
 NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
+DIRECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method == "direction")  # evaluate along the way
 
 
 @dataclass(frozen=True, order=True)
@@ -70,6 +71,13 @@ class Plan:
             for v in table["variants"]:
                 if v not in enabled:
                     raise IodaError(f"config: key 'experiments.tables.{tname}.variants': variant {v!r} is not enabled in 'variants'")
+        for b, src in self.pretrained():
+            bb = backbones[b]
+            if bb.get("preset") is None and not bb.get("weights"):
+                raise IodaError(f"config: key 'backbones.{b}': expected a preset or weights")
+            if bb.get("preset") is None and bb.get("official_source") not in (None, src):
+                raise IodaError(f"config: key 'backbones.{b}.preset': needed to pre-train on source {src!r} "
+                                f"(the weights are for {bb['official_source']!r} only)")
         rep = self.cfg["report"]
         for key in ("curves", "visuals"):
             cell = rep.get(key)
@@ -130,7 +138,13 @@ class Plan:
         bb = self.cfg["backbones"][backbone]
         return bool(bb.get("weights")) and bb.get("official_source") in (None, source)
 
+    def evaluates(self, run: Run) -> bool:
+        """Whether this run evaluates the target test set every adapt.eval_every steps (curve.csv: final and
+        oracle best step): every direction-loss adaptation when eval_every > 0."""
+        return self.cfg["adapt"]["eval_every"] > 0 and run.variant in DIRECTION_VARIANTS
+
     def curve_cell(self, run: Run) -> bool:
+        """Whether this run's curve is plotted (the report.curves cell)."""
         cell = self.cfg["report"].get("curves")
         return bool(
             cell and self.cfg["adapt"]["eval_every"] > 0 and run.task == cell["task"]
@@ -158,6 +172,29 @@ class Plan:
 
     def pretrained_model(self, backbone: str, source: str) -> Path:
         return self.results / "pretrain" / backbone / f"{source}.safetensors"
+
+    def weights_only(self, backbone: str) -> bool:
+        """Trained weights used as they are (no preset): no pre-training stage, no import."""
+        bb = self.cfg["backbones"][backbone]
+        return bb.get("preset") is None and bool(bb.get("weights"))
+
+    def registered_weights(self, backbone: str) -> str | None:
+        from ioda.data.assets import WEIGHTS
+
+        w = self.cfg["backbones"][backbone].get("weights")
+        return w if w in WEIGHTS else None
+
+    def source_model(self, backbone: str, source: str) -> Path:
+        """The model adaptation starts from: the pre-trained/imported safetensors, or, for weights-only
+        backbones, the weights file (registered names are fetched to results/weights/<name>.pth)."""
+        if not self.weights_only(backbone):
+            return self.pretrained_model(backbone, source)
+        name = self.registered_weights(backbone)
+        if name is not None:
+            from ioda.data.assets import WEIGHTS
+
+            return self.results / "weights" / WEIGHTS[name].filename
+        return Path(self.cfg["backbones"][backbone]["weights"])
 
     def labels(self, dataset: str, index: int) -> Path:
         return self.results / "masks" / dataset / f"img{index}.npz"

@@ -1,6 +1,7 @@
 """The adaptation engine end to end on tiny parts: trainer, checkpoint/resume, every variant, the CLI, bad input."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,8 +170,15 @@ def test_cli_computes_superpixel_labels_and_oracle_curve(world, tmp_path):
     assert adapt_main(args) == 0
     assert (out / "labels.npz").exists()
     curve = (out / "curve.csv").read_text().splitlines()
-    assert curve[0] == "step,psnr,ssim" and [r.split(",")[0] for r in curve[1:]] == ["2", "4"]
-    assert all(np.isfinite(float(r.split(",")[1])) for r in curve[1:])
+    assert curve[0] == "step,psnr,ssim" and [r.split(",")[0] for r in curve[1:]] == ["0", "2", "4"]
+    psnrs = [float(r.split(",")[1]) for r in curve[1:]]
+    assert all(np.isfinite(psnrs))
+    info = json.loads((out / "adapt.json").read_text())
+    # both statistics: the final step and the oracle best step (max of the curve, step 0 included)
+    assert info["final"]["step"] == 4 and info["final"]["psnr"] == pytest.approx(psnrs[-1])
+    assert info["best"]["psnr"] == pytest.approx(max(psnrs)) and info["best"]["step"] in (0, 2, 4)
+    assert info["eval_seconds"] > 0 and info["seconds"] > 0 and info["stats"]["evaluations"] == 3
+    assert info["protocol"] == "paper" and info["settings"]["protocol"] == "paper"
 
 
 def _bad(world, tmp_path, *extra, photo=None):
@@ -276,3 +284,79 @@ def test_many_images_in_one_process_equal_runs_of_their_own(world, tmp_path):
     with pytest.raises(IodaError, match="one label map per --index"):
         adapt_main(["--pool", str(pool), "--index", "0", "1", "--labels", str(world["labels"]),
                     "--out-dir", str(tmp_path / "bad"), *common])
+
+
+# ---- adapt.protocol (issue 8) rows g, j, k, i through the trainer and the CLI --------------------------------
+def _protocol_trainer(world, tmp_path, protocol, eval_fn=None, eval_every=0, steps=2, **sampler_opts):
+    from ioda.adapt.protocol import get_protocol
+
+    p = get_protocol(protocol)
+    v = get_variant("occlusion")
+    source = SourcePool(list_pairs(world["source"], SCALE), SCALE, need_hr=False)
+    sampler = DirectionSampler(read_image(world["photo"]), None, source, scale=SCALE, lr_patch=PATCH, batch_size=2,
+                               region=v.region, occlusion=True, seed=0, hr_mask=p.hr_mask,
+                               occlusion_partial_cells=p.occlusion_cells == "partial", **sampler_opts)
+    settings = AdaptSettings(steps=steps, batch_size=2, lr_patch=PATCH, lr=1e-3, loss=p.loss, protocol=protocol,
+                             ckpt_every=0, log_every=1, eval_every=eval_every)
+    enc = build_encoder("tiny", seed=0, protocol=protocol)
+    return DirectionTrainer(load_model(world["ckpt"]).module, enc, sampler, v, settings, torch.device("cpu"),
+                            tmp_path, eval_fn)
+
+
+@pytest.mark.parametrize("protocol", ["authors", "paper"])
+def test_g_gradient_reaches_occluded_sr_cells_only_under_authors(world, tmp_path, protocol):
+    # every sample occluded (8-px LR cells of the 16-px crops, each dropped with p=0.5)
+    trainer = _protocol_trainer(world, tmp_path, protocol, occlusion_p=1.0, occlusion_cell=8, occlusion_cell_p=0.5)
+    batches, sample = [], trainer.sampler.sample
+    trainer.sampler.sample = lambda: batches.append(sample()) or batches[-1]
+    grads = []
+    def keep_grad(module, inputs, out):
+        out.register_hook(grads.append)  # returns None: the output itself is not replaced
+
+    trainer.model_t.register_forward_hook(keep_grad)
+    trainer.train_step()
+    g, hidden = grads[0], batches[0].keep_t_hr.expand_as(grads[0]) == 0  # SR pixels of occluded LR cells
+    assert hidden.any() and not hidden.all()
+    if protocol == "authors":
+        assert torch.count_nonzero(g[hidden]) > 0.9 * hidden.sum()  # the raw SR output there gets a gradient
+    else:
+        assert torch.count_nonzero(g[hidden]) == 0  # SR multiplied by the keep mask: no gradient there
+        assert torch.count_nonzero(g[~hidden]) > 0
+
+
+def test_j_best_step_is_the_max_of_the_curve_with_step_0_and_k_eval_time_is_apart(world, tmp_path):
+    calls = []
+
+    def fake_eval(model):  # the source model (step 0) is the best: the oracle may pick it
+        calls.append(model.training)
+        time.sleep(0.02)
+        return {"mean_psnr": 30.0 - len(calls), "mean_ssim": 0.5}
+
+    trainer = _protocol_trainer(world, tmp_path, "authors", fake_eval, eval_every=2, steps=4)
+    stats = trainer.run()
+    assert [c["step"] for c in trainer.curve] == [0, 2, 4] and calls == [False, False, False]
+    assert stats["best"] == {"step": 0, "psnr": 29.0, "ssim": 0.5}
+    assert stats["final"] == {"step": 4, "psnr": 27.0, "ssim": 0.5}
+    assert stats["eval_seconds"] >= 0.06 and stats["evaluations"] == 3
+    assert stats["seconds_with_eval"] == pytest.approx(stats["seconds"] + stats["eval_seconds"])
+    assert trainer.model_t.training  # handed back in training mode
+
+
+def test_cli_authors_protocol_records_it_and_i_plain_clip_under_paper(world, tmp_path):
+    base = [str(world["photo"]), "--model", str(world["ckpt"]), "--source-data", str(world["source"]),
+            "--encoder", "tiny", "--alpha-init", "random", "--steps", "2", "--lr-patch", str(PATCH),
+            "--device", "cpu", "--no-sr", "--variant", "image_guided", "--settings", "paper"]
+    infos = {}
+    for protocol in ("authors", "paper"):
+        out = tmp_path / protocol
+        assert adapt_main([*base, "--out-dir", str(out), "--protocol", protocol,
+                           "--eval-data", str(world["target_train"])]) == 0
+        infos[protocol] = json.loads((out / "adapt.json").read_text())
+    a, p = infos["authors"], infos["paper"]
+    assert a["protocol"] == "authors" and a["protocol_settings"]["loss"] == "direction_lrsim"
+    assert a["protocol_settings"]["clip_input"] == "gan_quirk" and a["protocol_settings"]["plain_clip"] is False
+    assert "alpha conv random" in a["encoder"]["description"]  # Alpha-CLIP with a full mask
+    assert p["protocol_settings"]["plain_clip"] is True and "alpha conv zero" in p["encoder"]["description"]
+    # --settings paper (config/paper.yaml): eval every 10 steps -> steps 0 and the last (2)
+    assert [a["final"]["step"], a["stats"]["evaluations"]] == [2, 2] == [p["final"]["step"], p["stats"]["evaluations"]]
+    assert a["best"]["psnr"] >= a["final"]["psnr"]

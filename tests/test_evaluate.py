@@ -148,3 +148,68 @@ def test_training_mode_is_restored(split):
     net.eval()
     evaluate_model(net, split, 4)
     assert not net.training
+
+
+# ---- issue 8: batched on-device evaluation, and the authors' HR crop (row l) --------------------------------
+def test_batched_torch_metrics_agree_with_ioda_metrics():
+    from ioda.metrics_torch import psnr_batch, ssim_batch
+
+    rng = np.random.default_rng(5)
+    hr = rng.integers(0, 256, (3, 40, 36, 3)).astype(np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
+    t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).double()  # noqa: E731
+    for y in (True, False):
+        p, s = psnr_batch(t(sr), t(hr), 4, y), ssim_batch(t(sr), t(hr), 4, y)
+        for i in range(3):
+            assert p[i].item() == pytest.approx(calculate_psnr(sr[i], hr[i], 4, test_y_channel=y), abs=1e-4)
+            assert s[i].item() == pytest.approx(calculate_ssim(sr[i], hr[i], 4, test_y_channel=y), abs=1e-6)
+    assert psnr_batch(t(hr), t(hr), 4)[0].item() == math.inf
+
+
+class Blur(nn.Module):
+    """A model with a non-trivial, batch-independent output (bilinear x4 + a fixed conv)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        torch.manual_seed(0)
+        nn.init.normal_(self.conv.weight, 0.11, 0.02)
+
+    def forward(self, x):
+        return self.conv(nn.functional.interpolate(x, scale_factor=4, mode="bilinear"))
+
+
+def test_device_evaluator_agrees_with_evaluate_model(split):
+    from ioda.evaluate import DeviceEvaluator
+
+    for model in (Nearest(), Blur()):
+        rows, ref = evaluate_model(model, split, 4)
+        for batch in (1, 2):
+            ev = DeviceEvaluator(split, 4, batch_size=batch)
+            got = ev(model)
+            psnr, ssim = ev.scores(model)
+            assert ev.names == [r["image"] for r in rows]
+            for r, p, s in zip(rows, psnr, ssim):
+                assert p == pytest.approx(r["psnr"], abs=1e-4) and s == pytest.approx(r["ssim"], abs=1e-6)
+            assert got["mean_psnr"] == pytest.approx(ref["mean_psnr"], abs=1e-4)
+            assert got["mean_ssim"] == pytest.approx(ref["mean_ssim"], abs=1e-6)
+            assert got["n"] == ref["n"] and got["n_inf"] == ref["n_inf"]
+
+
+def test_l_hr_larger_than_scale_x_lr_is_cropped_under_authors_else_refused(tmp_path):
+    from ioda.evaluate import DeviceEvaluator
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "test"
+    lr = rng.integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    hr = rng.integers(0, 256, (50, 51, 3)).astype(np.uint8)  # 2 rows and 3 columns more than 4 x LR
+    _write(root / "LR_x4" / "x.png", lr)
+    _write(root / "HR" / "x.png", hr)
+    with pytest.raises(IodaError, match="does not match"):
+        evaluate_model(Nearest(), root, 4)
+    with pytest.raises(IodaError, match="does not match"):
+        DeviceEvaluator(root, 4)
+    rows, summary = evaluate_model(Nearest(), root, 4, crop_hr=True)
+    want = calculate_psnr(lr.repeat(4, 0).repeat(4, 1), hr[:48, :48], 4)  # BasicSR: gt[0:h*4, 0:w*4]
+    assert rows[0]["psnr"] == pytest.approx(want) and summary["crop_hr"] is True
+    assert DeviceEvaluator(root, 4, crop_hr=True)(Nearest())["mean_psnr"] == pytest.approx(want, abs=1e-4)

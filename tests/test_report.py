@@ -75,13 +75,13 @@ def fake_results(tmp_path, cfg_dict=BASE) -> tuple[str, Plan]:
         write_image(ed / "images" / "a.png", hr)
         if r.variant != "baseline":
             ad = plan.adapt_dir(r)
-            write_json(ad / "adapt.json", {"seconds": 60.0 * (i + 1), "device": "cpu", "hardware": "test CPU",
-                                           "encoder": {"untrained": True}})
-            if plan.curve_cell(r):
+            write_json(ad / "adapt.json", {"seconds": 60.0 * (i + 1), "eval_seconds": 6.0, "device": "cpu",
+                                           "hardware": "test CPU", "encoder": {"untrained": True}})
+            if plan.evaluates(r):
                 with open(ad / "curve.csv", "w", newline="") as f:
                     w = csv.writer(f)
                     w.writerow(["step", "psnr", "ssim"])
-                    for step, p in ((2, psnr - 1), (4, psnr + 0.25 * (i + 1)), (6, psnr)):
+                    for step, p in ((0, psnr - 2), (2, psnr - 1), (4, psnr + 0.25 * (i + 1)), (6, psnr)):
                         w.writerow([step, p, p / 100])
     return cfg_path, plan
 
@@ -164,17 +164,20 @@ def test_aggregate_mean_population_variance_and_oracle(results):
     assert ig.psnr_mean == pytest.approx(np.mean([21, 22, 24]))
     assert ig.psnr_var == pytest.approx(np.var([21, 22, 24]), abs=1e-6)  # population variance
     assert ig.seconds_mean == pytest.approx(120.0)
-    assert math.isnan(ig.oracle_psnr_mean)  # not a curve cell
+    # every direction-loss run evaluated along the way (not only the plotted curve cell)
+    assert ig.oracle_psnr_mean == pytest.approx(np.mean([21.25, 22.5, 24.75])) and ig.eval_seconds_mean == 6.0
     io = cells[(cells.variant == "ioda") & (cells.backbone == "safmn_tiny")].iloc[0]
     # oracle: best step along each curve (step 4: psnr + 0.25 (i+1)), kept apart from the fixed-budget mean
     best = [23.25, 24.0, 25.25]
     assert io.oracle_psnr_mean == pytest.approx(np.mean(best)) and io.oracle_n == 3
     assert io.psnr_mean == pytest.approx(np.mean([23.0, 23.5, 24.5]))
-    assert io.oracle_step_mean == pytest.approx(4.0)
+    assert io.oracle_step_mean == pytest.approx(4.0) and io.evaluations_mean == 4
+    zs = cells[cells.variant == "zssr"].iloc[0]
+    assert math.isnan(zs.oracle_psnr_mean)  # not a direction-loss run: no curve
     metrics = json.loads((plan.metrics_dir() / "metrics.json").read_text())
     assert metrics["canon"]["hat_tiny"]["ioda"]["psnr"] == pytest.approx(np.mean([23.5, 24.0, 25.0]))
     curves = pd.read_csv(plan.metrics_dir() / "curves.csv")
-    assert len(curves) == 9 and set(curves["run"]) == {"img0", "img1", "img2"}
+    assert len(curves) == 4 * 9 and set(curves["run"]) == {"img0", "img1", "img2"} and 0 in set(curves["step"])
 
 
 def test_aggregate_missing_or_broken_file_names_it(results):
@@ -212,8 +215,17 @@ def test_tables_demo_config_has_no_paper_column(results):
     quoted = t6[t6["source"] == "quoted from the paper"]
     assert len(quoted) == len(TABLE6_QUOTED)
     ours = t6[t6["method"] == "safmn_tiny + IODA"].iloc[0]
-    assert ours["minutes"] == pytest.approx(2.0)  # mean of 60, 120, 180 s
+    assert ours["minutes"] == pytest.approx(2.0)  # mean of 60, 120, 180 s (adaptation only)
+    assert ours["eval_minutes"] == pytest.approx(0.1)  # evaluations: their own column
     assert ours["hardware"] == "test CPU"
+    # both statistics side by side, the oracle labelled as such, in every table
+    for name in ("table1", "table5", "table6"):
+        md = (plan.tables_dir() / f"{name}.md").read_text()
+        assert "(final step)" in md and "(best step, oracle)" in md and "the authors' statistic" in md
+        assert "Protocol `paper`" in md
+    t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
+    assert t1["oracle_psnr_mean"].iloc[2] == pytest.approx(np.mean([23.25, 24.0, 25.25]))
+    assert t5["ioda_oracle"].iloc[1] == pytest.approx(np.mean([23.75, 24.5, 25.75]))
 
 
 def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
@@ -229,8 +241,9 @@ def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
     ioda_row = t1[t1["method"].str.startswith("IODA")].iloc[0]
     assert ioda_row["paper_psnr"] == pytest.approx(27.461) and ioda_row["paper_var"] == pytest.approx(0.008)
     assert ioda_row["delta_psnr"] == pytest.approx(np.mean([23.0, 23.5, 24.5]) - 27.461)
+    assert ioda_row["delta_oracle"] == pytest.approx(np.mean([23.25, 24.0, 25.25]) - 27.461)
     md = (plan.tables_dir() / "table1.md").read_text()
-    assert "Paper PSNR" in md and "Δ PSNR" in md
+    assert "Paper PSNR" in md and "Δ PSNR (final − paper)" in md and "Δ PSNR (oracle − paper)" in md
     t5 = pd.read_csv(plan.tables_dir() / "table5.csv")
     assert t5["paper_finetune"].tolist() == pytest.approx([29.875, 29.989])
     t6 = pd.read_csv(plan.tables_dir() / "table6.csv")

@@ -71,27 +71,37 @@ def test_lint_reports_nothing():
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
+def test_snakefmt_reports_nothing():
+    """The Snakefile and rules are formatted as snakefmt (settings: [tool.snakefmt] in pyproject.toml) wants."""
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "would be changed" not in proc.stdout + proc.stderr
+
+
 def test_schema_symlink_is_the_package_schema():
     link = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     assert link.is_symlink() and link.resolve() == (ROOT / "ioda" / "schemas" / "params.schema.yaml").resolve()
 
 
-@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", ".test/config.yaml", "config/realsr.yaml",
+                                        "config/realsr_gpu.yaml"])
 def test_dry_run_plans_exactly_the_configured_runs(configfile):
-    args = ["-n", "-p"] + (["--configfile", configfile] if configfile else [])
+    # --forceall: plan every job, as on a fresh clone, even where this checkout already holds outputs (the demo's)
+    args = ["-n", "-p", "--forceall"] + (["--configfile", configfile] if configfile else [])
     proc = snakemake(ROOT, *args)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     plan = Plan(load_config(configfile or "params.yaml"))
     jobs = job_counts(out)
-    # (rules whose outputs already exist in the checkout are not planned; count only what a fresh clone runs)
-    if not (ROOT / plan.results).exists() and not (ROOT / plan.data).exists():
-        assert jobs["prepare"] == len(plan.cfg["datasets"])
-        assert jobs["pretrain"] == len(plan.pretrained())
-        assert jobs["masks"] == len(plan.masks_needed())
-        # one job per cell, however many target images it has
-        assert adapt_jobs(jobs) == n_cells(plan.adapt_runs()) < len(plan.adapt_runs())
-        assert jobs["evaluate"] == len(plan.runs())
+    assert jobs["prepare"] == len(plan.cfg["datasets"])
+    assert jobs.get("pretrain", 0) == sum(not plan.weights_only(b) for b, _ in plan.pretrained())
+    assert jobs.get("fetch_weights", 0) == len({plan.registered_weights(b) for b, _ in plan.pretrained()
+                                                if plan.weights_only(b)} - {None})
+    assert jobs["masks"] == len(plan.masks_needed())
+    # one job per cell, however many target images it has
+    assert adapt_jobs(jobs) == n_cells(plan.adapt_runs()) <= len(plan.adapt_runs())
+    assert jobs["evaluate"] == len(plan.runs())
 
 
 def test_paper_dry_run_uses_the_authors_settings():
@@ -108,6 +118,26 @@ def test_paper_dry_run_uses_the_authors_settings():
     assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
     assert re.search(r"ioda pretrain --preset safmn_l .*--data data/GTA5/train", out)
     assert "--source sam --sam-model vit_h --device cuda --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
+
+
+def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
+    """config/realsr.yaml: registered weights fetched (no pre-training stage), pinned real datasets, N = 5."""
+    proc = snakemake(ROOT, "-n", "-p", "--configfile", "config/realsr.yaml")
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ioda pretrain" not in out
+    for name in ("craft_x4", "ditn_real_x4"):
+        assert f"ioda prepare {name} --out results/realsr/weights/{name}.pth" in out
+    assert re.search(r"ioda prepare realsr_canon_crops .*--spec .*splits", out)
+    assert "ioda prepare bsd100_urban100" in out and "ioda prepare realsr_nikon_crops" in out
+    adapt = [line for line in out.splitlines() if "ioda adapt" in line]
+    ioda_runs = [line for line in adapt if "--variant ioda" in line]
+    assert len(ioda_runs) == 3  # one job per cell: craft on Canon and Nikon, ditn on Canon ...
+    assert all("--index 0 1 2 3 4 " in line for line in ioda_runs)  # ... adapting its 5 target images
+    assert all("--source-data data/bsd100_urban100/train" in line for line in adapt)
+    assert any("--model results/realsr/weights/craft_x4.pth" in line for line in ioda_runs)
+    assert any("--model results/realsr/weights/ditn_real_x4.pth" in line for line in ioda_runs)
+    assert re.search(r"ioda evaluate --model results/realsr/weights/craft_x4.pth --data data/realsr_nikon_crops/test", out)
 
 
 def test_paper_run_fails_early_naming_the_manual_files(tmp_path):
@@ -177,6 +207,14 @@ def test_report_html_builds(e2e):
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = (e2e / "results" / "report.html").read_text(errors="replace")
     assert len(html) > 10_000 and "fig1_bars.png" in html and "summary.md" in html
+    # every report item is labelled: the workflow description, a category and a caption per kind of output
+    assert "Not the paper's numbers" in html  # workflow/report/workflow.rst, rendered for a non-paper config
+    for category in ("Summary", "Tables", "Metrics", "Figures"):
+        assert f'"{category}"' in html, category
+    for caption in ("the page to read first", "Table 5, across backbones", "One row per table cell",
+                    "One row per evaluated run", "Fig. 1: PSNR of the source model", "Fig. 4: t-SNE",
+                    "Figs. 8-9: a crop", "never picks the reported model"):
+        assert caption in html, caption
 
 
 @pytest.mark.slow

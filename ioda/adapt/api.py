@@ -106,6 +106,7 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
             lr=settings.lr, seed=settings.seed, device=device, work_dir=work_dir, resume=resume, inputs=inputs)
         return AdaptResult(model_t.eval(), stats)
     from ioda.adapt.batches import DirectionSampler, SourcePool
+    from ioda.adapt.protocol import get_protocol
     from ioda.adapt.trainer import DirectionTrainer
 
     if encoder is None:
@@ -116,11 +117,13 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
         from ioda.masks import compute_label_map
 
         labels = compute_label_map(photo, source="superpixel")
+    protocol = get_protocol(settings.protocol)
     sampler = DirectionSampler(
         photo, labels if variant.needs_labels else None, source, scale=scale, lr_patch=settings.lr_patch,
         batch_size=settings.batch_size, region=variant.region, occlusion=variant.occlusion,
         occlusion_p=settings.occlusion_p, occlusion_cell=settings.occlusion_cell,
-        occlusion_cell_p=settings.occlusion_cell_p, region_opts=settings.region_opts, seed=settings.seed)
+        occlusion_cell_p=settings.occlusion_cell_p, region_opts=settings.region_opts, seed=settings.seed,
+        occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
     trainer = DirectionTrainer(module, encoder, sampler, variant, settings, device, work_dir, eval_fn, inputs=inputs)
     stats = trainer.run(resume=resume)
     return AdaptResult(trainer.model_t.eval(), stats)

@@ -24,7 +24,7 @@ from ioda.masks.regions import sample_region, upsample_mask
 class Batch:
     lr_t: torch.Tensor  # Bx3xPxP target LR crops in [0,1] (occluded cells zeroed)
     alpha_t: torch.Tensor  # Bx1xPxP region masks of the target crops (1 = inside)
-    alpha_t_hr: torch.Tensor  # Bx1x(sP)x(sP) the same masks, nearest-upsampled
+    alpha_t_hr: torch.Tensor  # Bx1x(sP)x(sP) the same masks, upsampled (nearest, or the authors' eroding bilinear)
     keep_t_hr: torch.Tensor  # Bx1x(sP)x(sP) occlusion keep mask for the target SR (ones when not occluded)
     lr_s: torch.Tensor  # Bx3xPxP source LR crops
     keep_s_hr: torch.Tensor  # Bx1x(sP)x(sP) occlusion keep mask for the source SR/HR
@@ -93,6 +93,8 @@ class DirectionSampler:
         occlusion_cell_p: float = _OCCLUSION["cell_p"],
         region_opts: dict | None = None,
         seed: int = 0,
+        occlusion_partial_cells: bool = True,
+        hr_mask: str = "nearest",
     ):
         h, w = target_lr.shape[:2]
         if h < lr_patch or w < lr_patch:
@@ -107,6 +109,7 @@ class DirectionSampler:
         self.region, self.occlusion = region, occlusion
         self.occlusion_p, self.occlusion_cell, self.occlusion_cell_p = occlusion_p, occlusion_cell, occlusion_cell_p
         self.region_opts = dict(region_opts or {})
+        self.occlusion_partial_cells, self.hr_mask = occlusion_partial_cells, hr_mask
         self.rng = np.random.default_rng(seed)
 
     # The generator state is plain ints/strings: safe to store in a weights_only checkpoint.
@@ -119,7 +122,8 @@ class DirectionSampler:
     def _keep(self) -> np.ndarray:
         p = self.lr_patch
         if self.occlusion and self.rng.random() < self.occlusion_p:
-            return occlusion_keep_mask(p, p, self.rng, cell=self.occlusion_cell, cell_p=self.occlusion_cell_p)
+            return occlusion_keep_mask(p, p, self.rng, cell=self.occlusion_cell, cell_p=self.occlusion_cell_p,
+                                       partial_cells=self.occlusion_partial_cells)
         return np.ones((p, p), dtype=bool)
 
     def _target(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -155,14 +159,14 @@ class DirectionSampler:
         sources = [self._source(self.source.need_hr) for _ in range(self.batch_size)]
         keep_t = [k for *_, k, _ in targets]
         keep_s = [k for *_, k in sources]
-        # Occlusion zeroes the LR cells; the SR side gets the upsampled keep mask so both views agree.
+        # Occlusion zeroes the LR cells; keep_*_hr lets the trainer mask the SR side too (protocol paper).
         lr_t = [c * k[:, :, None] for c, _, k, _ in targets]
         lr_s = [c * k[:, :, None] for c, _, k in sources]
         alpha = [a for _, a, _, _ in targets]
         return Batch(
             lr_t=_to_tensor(lr_t),
             alpha_t=_to_tensor(alpha),
-            alpha_t_hr=_to_tensor([upsample_mask(a, s) for a in alpha]),
+            alpha_t_hr=_to_tensor([upsample_mask(a, s, self.hr_mask) for a in alpha]),
             keep_t_hr=_to_tensor([upsample_mask(k, s) for k in keep_t]),
             lr_s=_to_tensor(lr_s),
             keep_s_hr=_to_tensor([upsample_mask(k, s) for k in keep_s]),

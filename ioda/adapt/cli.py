@@ -1,8 +1,10 @@
 """`ioda adapt`: adapt a pretrained SR model to the domain of ONE low-resolution photo.
 
 Writes, in --out-dir: model.safetensors (the adapted weights), sr.png (the photo super-resolved by them),
-adapt.json (settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with --eval-every,
-curve.csv (PSNR/SSIM on a held-out target test set per step: an ORACLE curve for plots; it never picks the model).
+adapt.json (protocol, settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with
+--eval-data, curve.csv (PSNR/SSIM on a held-out target test set every --eval-every steps, step 0 included: the
+best step is the ORACLE statistic the authors reported, picked on target HR; the saved model is the final one).
+--protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/adapt/protocol.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ioda.adapt.protocol import PROTOCOLS, get_protocol
 from ioda.adapt.variants import VARIANTS, get_variant
 from ioda.config import defaults, paper_config
 from ioda.errors import IodaError
@@ -51,12 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=int, nargs="+", default=[0],
                    help="with --pool: which image, from 0 (default 0); several: each adapted in turn, with the "
                    "model, encoder and source pool loaded once, into --out-dir/img<I>/ (each equal to a run of its own)")
-    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch)")
+    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
+                   "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
     p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
+                   help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
+                   "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
+                   "text and our documented choices (default from --settings: authors for paper, paper for cpu; "
+                   "see docs/method.md)")
     p.add_argument("--loss", choices=["direction", "direction_lrsim"],
-                   help="paper's direction loss, or the authors' code's LR-similarity-weighted form (default from --settings)")
+                   help="override the protocol's loss: the paper's direction loss, or the authors' code's "
+                   "LR-similarity-weighted form")
     p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
     p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
                    "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
@@ -77,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
                    "(only sensible for an untrained encoder)")
     p.add_argument("--clip-input", choices=["unit", "gan_quirk"],
-                   help="unit: images enter CLIP in [0,1]; gan_quirk: the authors' [-1,1] un-normalisation "
-                   "(default from --settings: unit)")
+                   help="override the protocol's CLIP image range: unit ([0,1]; paper) or gan_quirk (the authors' "
+                   "[-1,1] un-normalisation)")
+    p.add_argument("--clip-antialias", action=argparse.BooleanOptionalAction, default=None,
+                   help="antialias the tensor resizes into CLIP (torchvision's default since 0.17, off before; the "
+                   "authors' version is unknown; default from --settings: on)")
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
                    help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
                    "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
@@ -96,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the three default from --settings: adapt.occlusion)")
     p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
-    p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps (0: never; default from "
-                   "--settings)")
+    p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
+                   "(0: never; default from --settings: 10 for paper, as the authors)")
+    p.add_argument("--eval-batch", type=int, help="test images per SR forward when evaluating (default from --settings)")
     p.add_argument("--tile", type=int, help="tile size (LR px) for super-resolving the photo; 0 = whole photo in one "
                    f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
@@ -123,20 +137,23 @@ def _hardware(device: torch.device) -> str:
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
 
-def _encoder(args, device: torch.device, clip_input: str):
+def _encoder(args, device: torch.device, clip_input: str, protocol: str):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
+    opts = {"device": device, "input_range": clip_input, "protocol": protocol, "antialias": args.clip_antialias,
+            "alpha_weights": args.alpha_weights, "alpha_init": args.alpha_init}
+    if args.plain_clip:
+        # protocol paper, a row without region masks: plain CLIP (the paper's Sec. 2.3), no Alpha-CLIP weights
+        opts.update(alpha_weights=None, alpha_init="zero")
     if name == "auto":
         try:
-            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", alpha_weights=args.alpha_weights,
-                                 device=device, input_range=clip_input)
+            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", **opts)
         except IodaError as err:
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
-    return build_encoder(name, pretrained=weights, alpha_weights=args.alpha_weights, device=device,
-                         input_range=clip_input, seed=args.seed, alpha_init=args.alpha_init)
+    return build_encoder(name, pretrained=weights, seed=args.seed, **opts)
 
 
 def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Path):
@@ -145,7 +162,8 @@ def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Pat
     if labels_path:
         return load_label_map(labels_path, expected_hw=photo.shape[:2])
     LOG.info("computing instance labels of the photo with %s", args.mask_source)
-    params = {"model_type": args.sam_model, "checkpoint": args.sam_checkpoint} if args.mask_source == "sam" else {}
+    params = ({"model_type": args.sam_model, "checkpoint": args.sam_checkpoint,
+               "paint": get_protocol(args.protocol).paint} if args.mask_source == "sam" else {})
     labels, _ = cached_label_map(photo_path, out_dir / "labels.npz", source=args.mask_source, params=params)
     return labels
 
@@ -161,13 +179,19 @@ def adapt_settings(args, variant, device: torch.device):
     def pick(flag, default):
         return default if flag is None else flag
 
+    protocol = get_protocol(pick(args.protocol, preset["protocol"]))
+    # the options that are no AdaptSettings field, resolved here once for _run and the report
+    args.protocol = protocol.name
+    args.clip_antialias = pick(args.clip_antialias, preset["clip_antialias"])
+    args.plain_clip = protocol.plain_clip_full and variant.region == "full"
+
     return AdaptSettings(
         steps=pick(args.steps, preset[f"{variant.method}_steps" if baseline else "steps"]),
         batch_size=pick(args.batch_size, preset["batch_size"]),
         lr_patch=pick(args.lr_patch, preset["lr_patch"]),
         lr=pick(args.baseline_lr, preset["baseline_lr"][variant.method]) if baseline else pick(args.lr, preset["lr"]),
         betas=tuple(pick(args.betas, preset["betas"])),
-        loss=pick(args.loss, preset["loss"]),
+        loss=pick(args.loss, preset["loss"]),  # None: the protocol's
         clip_input=pick(args.clip_input, preset["clip_input"]),
         seed=args.seed,
         eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
@@ -175,6 +199,10 @@ def adapt_settings(args, variant, device: torch.device):
         occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
         occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
         occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),
+        region_opts=protocol.region_opts(variant.region),
+        protocol=protocol.name,
+        clip_antialias=args.clip_antialias,
+        eval_batch=pick(args.eval_batch, preset["eval_batch"]),
     )
 
 
@@ -246,9 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     variant = get_variant(args.variant, prompts=prompts)
     jobs = _jobs(args)
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
+    from ioda.data.assets import resolve_checkpoint
+
+    args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
     settings = adapt_settings(args, variant, device)
+    if settings.eval_every < 0 or settings.eval_batch < 1:
+        raise IodaError(f"--eval-every must be >= 0 and --eval-batch >= 1, got {settings.eval_every} and "
+                        f"{settings.eval_batch}")
     for key in ("steps", "batch_size", "lr_patch"):
         if getattr(settings, key) < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
@@ -317,14 +351,16 @@ class _Shared:
         self.encoder = self.source = self.eval_fn = None
         self.untrained = False
         seed_everything(args.seed)
-        if settings.eval_every:
-            from ioda.evaluate import evaluate_model
+        protocol = get_protocol(settings.protocol)
+        if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
+            from ioda.evaluate import DeviceEvaluator
 
-            self.eval_fn = lambda m: evaluate_model(m, args.eval_data, scale, device=device)[1]  # noqa: E731
+            self.eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
+                                           batch_size=settings.eval_batch)
         if variant.method == "direction":
             from ioda.adapt.api import source_pool
 
-            self.encoder = _encoder(args, device, settings.clip_input)
+            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
             self.untrained = bool(self.encoder.untrained)
             self.source = source_pool(args.source_data, scale, variant)
 
@@ -349,6 +385,7 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
 
     variant, settings, device, scale, encoder = (shared.variant, shared.settings, shared.device, shared.scale,
                                                  shared.encoder)
+    protocol = get_protocol(settings.protocol)
     # what a --resume must continue on: the same photo and source model (and label map, below)
     inputs = {"photo": sha256_file(photo_path), "model": model_sha}
     labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
@@ -374,6 +411,10 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
             sr_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
             (out_dir / "sr.png").unlink(missing_ok=True)  # an earlier run's sr.png is not of these weights
     report = {
+        "protocol": protocol.name,
+        "protocol_settings": protocol.to_dict() | {"clip_input": settings.clip_input or protocol.clip_input,
+                                                   "loss": settings.loss or protocol.loss,
+                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
         "variant": variant.to_dict(),
         "settings": settings.to_dict() | {"steps_preset": args.settings},
         "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
@@ -381,12 +422,15 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
         "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
-        "seconds": stats.get("seconds"),
+        "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds
+        "eval_seconds": stats.get("eval_seconds"),
+        "final": stats.get("final"),
+        "best": stats.get("best"),
         "stats": stats,
         "device": str(device),
         "hardware": _hardware(device),
         "torch": torch.__version__,
-        "oracle_note": "curve.csv uses target HR; it is for plots only and never chooses the model",
+        "oracle_note": "best = the oracle statistic (picked on target HR, the authors'); the saved model is the final step",
     }
     if sr_error:
         report["sr_error"] = sr_error

@@ -2,13 +2,17 @@
 
 M_S is frozen; M_T starts as a copy of it and is the only thing trained. Per step only E(M_T(LR_T)) needs
 autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, in one batched
-tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR is an
-oracle for plots only and never picks the model.
+tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR (step 0
+included) gives the oracle best step reported beside the final one, and never picks the saved model.
+The protocol (ioda.adapt.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
+the precision (bf16 autocast on CUDA, or the authors' fp32 SR + fp16 CLIP). Seconds: adaptation only; the
+evaluations are timed apart (eval_seconds).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +22,7 @@ import torch
 
 from ioda.adapt.batches import DirectionSampler
 from ioda.adapt.losses import get_loss
+from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import Variant
 from ioda.config import defaults
 from ioda.train.loop import TrainLoop
@@ -37,8 +42,8 @@ class AdaptSettings:
     lr_patch: int = _ADAPT["lr_patch"]
     lr: float = _ADAPT["lr"]  # this run's Adam lr: adapt.lr (direction loss) or adapt.baseline_lr.<method>
     betas: tuple[float, float] = AUTHORS_BETAS
-    loss: str = _ADAPT["loss"]
-    clip_input: str = _ADAPT["clip_input"]  # read by the encoder; kept here so adapt.json records it
+    loss: str | None = _ADAPT["loss"]  # None: the protocol's (authors direction_lrsim, paper direction)
+    clip_input: str | None = _ADAPT["clip_input"]  # read by the encoder (None: the protocol's); recorded
     seed: int = _RUN["seed"]
     ckpt_every: int = 100
     log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
@@ -49,9 +54,18 @@ class AdaptSettings:
     occlusion_p: float = _ADAPT["occlusion"]["p"]
     occlusion_cell: int = _ADAPT["occlusion"]["cell"]
     occlusion_cell_p: float = _ADAPT["occlusion"]["cell_p"]
+    protocol: str = _ADAPT["protocol"]
+    clip_antialias: bool = _ADAPT["clip_antialias"]  # read by the encoder; kept here so adapt.json records it
+    eval_batch: int = _ADAPT["eval_batch"]  # read by the evaluator
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def use_autocast(device: torch.device, amp: str, protocol) -> bool:
+    """bf16 autocast over SR and CLIP on CUDA (protocol paper, amp auto); the authors' SR networks run in fp32
+    (their CLIP in fp16: ioda.clip.loading.build_encoder), so never under `authors`."""
+    return device.type == "cuda" and amp == "auto" and not get_protocol(protocol).clip_fp16
 
 
 class DirectionTrainer:
@@ -71,7 +85,8 @@ class DirectionTrainer:
     ):
         self.variant, self.settings, self.device, self.sampler = variant, settings, device, sampler
         self.encoder = encoder
-        self.loss_fn = get_loss(settings.loss)
+        self.protocol = get_protocol(settings.protocol)
+        self.loss_fn = get_loss(settings.loss or self.protocol.loss)
         self.model_s = model_s.to(device).eval().requires_grad_(False)
         self.model_t = copy.deepcopy(self.model_s).requires_grad_(True).train()
         if settings.channels_last:
@@ -85,7 +100,7 @@ class DirectionTrainer:
         self.inputs = dict(inputs or {})
         self.fallbacks = 0
         self.samples = 0
-        self.amp = device.type == "cuda" and settings.amp == "auto"
+        self.amp = use_autocast(device, settings.amp, self.protocol)
         self.text_dir: torch.Tensor | None = None
         if variant.guidance == "text":
             src, tgt = variant.prompts
@@ -97,7 +112,7 @@ class DirectionTrainer:
             config={**self._resume_keys(), "inputs": self.inputs}, resume_keys=list(self._resume_keys()),
             ckpt_path=self.ckpt_path, ckpt_every=settings.ckpt_every, log_every=settings.log_every,
             log_csv=self.work_dir / "train_log.csv", eval_fn=eval_fn, eval_every=settings.eval_every,
-            curve_csv=self.work_dir / "curve.csv", extra={"sampler": sampler, "trainer": self},
+            curve_csv=self.work_dir / "curve.csv", extra={"sampler": sampler, "trainer": self}, eval_at_start=True,
             desc=f"adapt[{variant.name}]")
 
     # -- checkpointing: the training loop's format; the sampler's RNG and the counters travel in it ------------
@@ -105,7 +120,8 @@ class DirectionTrainer:
         """Settings a resumed run must share with the run it continues (steps may grow)."""
         s = self.settings
         return {"variant": self.variant.name, "batch_size": s.batch_size, "lr_patch": s.lr_patch, "lr": s.lr,
-                "betas": list(s.betas), "loss": s.loss, "seed": s.seed}
+                "betas": list(s.betas), "loss": s.loss, "seed": s.seed,
+                "protocol": s.protocol}
 
     def state_dict(self) -> dict:
         return {"fallbacks": self.fallbacks, "samples": self.samples}
@@ -127,7 +143,17 @@ class DirectionTrainer:
 
     # -- one step --------------------------------------------------------------------------------------------
     def _encode(self, img: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-        return self.encoder.encode_image(img, alpha).float()
+        return self._features(self.encoder.encode_image(img, alpha))
+
+    def _features(self, e: torch.Tensor) -> torch.Tensor:
+        # authors: the loss is computed on CLIP's own (fp16 on CUDA) features, as their loss file does
+        return e if self.protocol.clip_fp16 else e.float()
+
+    def _sr_view(self, sr: torch.Tensor, keep_hr: torch.Tensor) -> torch.Tensor:
+        """What of an SR output enters CLIP: clamped and occlusion-masked (paper) or raw (authors)."""
+        if self.protocol.clamp_sr:
+            sr = sr.clamp(0, 1)
+        return sr * keep_hr if self.protocol.mask_sr else sr
 
     def train_step(self) -> torch.Tensor:
         b = self.sampler.sample().to(self.device)
@@ -140,16 +166,16 @@ class DirectionTrainer:
                 if self.variant.reference == "hr":
                     ref = b.hr_s
                 else:
-                    ref = self.model_s(b.lr_s.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_s_hr
+                    ref = self._sr_view(self.model_s(b.lr_s.contiguous(memory_format=cl)), b.keep_s_hr)
                 if self.text_dir is not None:
                     e_lr_s = self.text_dir[0:1].expand(n, -1)
                     e_lr_t = self.text_dir[1:2].expand(n, -1)
                     e_sr_s = self._encode(ref, None)
                 else:
                     # E(LR_S), E(LR_T) and E(M_S(LR_S)) in one tower forward.
-                    e_lr_s, e_lr_t, e_sr_s = (e.float() for e in self.encoder.encode_images(
+                    e_lr_s, e_lr_t, e_sr_s = (self._features(e) for e in self.encoder.encode_images(
                         [(b.lr_s, None), (b.lr_t, b.alpha_t), (ref, None)]))
-            sr_t = self.model_t(b.lr_t.contiguous(memory_format=cl)).clamp(0, 1) * b.keep_t_hr
+            sr_t = self._sr_view(self.model_t(b.lr_t.contiguous(memory_format=cl)), b.keep_t_hr)
             e_sr_t = self._encode(sr_t, b.alpha_t_hr)
             loss = self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)
         self.opt.zero_grad(set_to_none=True)
@@ -166,8 +192,17 @@ class DirectionTrainer:
             LOG.warning("%d of %d instance-mask draws found no usable instance and fell back to the full mask: "
                         "the label map has few or tiny instances (check it, or use another --mask-source)",
                         self.fallbacks, self.samples)
+        best = max((c for c in self.curve if c["psnr"] is not None and math.isfinite(c["psnr"])),
+                   key=lambda c: c["psnr"], default=None)
         return {
-            "seconds": result["seconds"],
+            "seconds": self.loop.train_seconds,  # adaptation only (Table 6); evaluations are in eval_seconds
+            "eval_seconds": self.loop.eval_seconds,
+            "evaluations": len(self.curve),
+            # what the authors' wall clock measured
+            "seconds_with_eval": self.loop.train_seconds + self.loop.eval_seconds,
+            "final": ({"step": self.curve[-1]["step"], "psnr": self.curve[-1]["psnr"], "ssim": self.curve[-1]["ssim"]}
+                      if self.curve else None),
+            "best": best,  # oracle: picked on target HR, the authors' statistic
             "steps": self.step,
             "final_loss": self.loss_rows[-1][1] if self.loss_rows else None,
             "first_loss": result["first_loss"],

@@ -7,26 +7,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from ioda.clip.alpha_clip import AlphaVisionTransformer
-from ioda.clip.preprocess import INPUT_RANGES, prepare_alpha, prepare_image
+from ioda.clip.preprocess import ALPHA_MODES, DEFAULT_ANTIALIAS, FITS, INPUT_RANGES, prepare_alpha, prepare_image
 
 
 class ImageEncoder(nn.Module):
     """Frozen Alpha-CLIP (image tower + the model's text tower). Features are L2-normalised.
 
-    Attributes: image_size, embed_dim, untrained, description (one line for reports), model_name.
-    The module stays in eval mode even if a parent calls .train() (its statistics must not change)."""
+    Attributes: image_size, embed_dim, untrained, description (one line for reports), model_name, and the
+    preprocessing knobs (input_range, fit, alpha_mode, antialias; see ioda.clip.preprocess and the protocols in
+    ioda.adapt.protocol). The module stays in eval mode even if a parent calls .train()."""
 
     def __init__(self, clip: nn.Module, *, model_name: str, mean, std, untrained: bool, description: str,
-                 input_range: str = "unit"):
+                 input_range: str = "unit", fit: str = "stretch", alpha_mode: str = "binary",
+                 antialias: bool = DEFAULT_ANTIALIAS, protocol: str | None = None):
         super().__init__()
         if not isinstance(clip.visual, AlphaVisionTransformer):
             raise TypeError("ImageEncoder needs a CLIP model whose visual tower is an AlphaVisionTransformer")
-        if input_range not in INPUT_RANGES:
-            raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
+        for key, value, allowed in (("input_range", input_range, INPUT_RANGES), ("fit", fit, FITS),
+                                    ("alpha_mode", alpha_mode, ALPHA_MODES)):
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         self.clip = clip
         self.model_name = model_name
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        self.input_range = input_range
+        self.input_range, self.fit, self.alpha_mode = input_range, fit, alpha_mode
+        self.antialias = bool(antialias)
+        self.protocol = protocol
         self.untrained = bool(untrained)
         self.description = description
         size = clip.visual.image_size
@@ -52,24 +58,35 @@ class ImageEncoder(nn.Module):
     def has_text(self) -> bool:
         return hasattr(self.clip, "transformer") or hasattr(self.clip, "text")
 
-    def _prepare(self, img: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-        dtype = self.visual.conv1.weight.dtype
-        img = img.to(device=self.device, dtype=dtype)
-        x = prepare_image(img, self.image_size, self.mean, self.std, self.input_range)
-        a = prepare_alpha(alpha, x.shape[0], self.image_size, self.device, dtype)
-        return torch.cat([x, a], dim=1)
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.conv1.weight.dtype
+
+    def prepare(self, img: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """The exact tensor the tower receives: Bx4xSxS (CLIP-normalised RGB + normalised alpha) in the
+        tower's dtype. img: Bx3xHxW RGB in [0,1] (gradients flow back to it); alpha: Bx1xHxW in {0,1} or
+        None (full mask). The image is preprocessed in its own dtype (fp32), the alpha in float64 under the
+        soft (authors') mode, and both cast to the tower's dtype at the end, as the authors' code does."""
+        img = img.to(device=self.device)
+        if not img.is_floating_point():
+            raise ValueError(f"expected a floating-point image in [0,1], got {img.dtype}")
+        x = prepare_image(img, self.image_size, self.mean, self.std, self.input_range, fit=self.fit,
+                          antialias=self.antialias)
+        a = prepare_alpha(alpha, x.shape[0], self.image_size, self.device, x.dtype, mode=self.alpha_mode,
+                          antialias=self.antialias)
+        return torch.cat([x, a], dim=1).to(self.dtype)
 
     def encode_images(self, batches: list[tuple[torch.Tensor, torch.Tensor | None]]) -> list[torch.Tensor]:
         """Several (img, alpha) batches of any sizes through ONE tower forward (fewer kernel launches than
         one call each); returns their features in the same order."""
-        x = torch.cat([self._prepare(img, alpha) for img, alpha in batches])
+        x = torch.cat([self.prepare(img, alpha) for img, alpha in batches])
         feats = self._features(x)
         return list(feats.split([img.shape[0] for img, _ in batches]))
 
     def encode_image(self, img: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         """img: Bx3xHxW RGB in [0,1] (any size; gradients flow back to it); alpha: Bx1xHxW in {0,1}
         or None (full mask). Returns BxD, L2-normalised."""
-        return self._features(self._prepare(img, alpha))
+        return self._features(self.prepare(img, alpha))
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.visual(x)

@@ -20,6 +20,7 @@ import torch
 
 from ioda.clip.alpha_clip import AlphaVisionTransformer
 from ioda.clip.encoder import ImageEncoder
+from ioda.clip.preprocess import DEFAULT_ANTIALIAS, INPUT_RANGES
 from ioda.errors import IodaError
 
 LOG = logging.getLogger("ioda.clip")
@@ -163,12 +164,37 @@ def load_alpha_weights(visual: AlphaVisionTransformer, path: str | os.PathLike) 
     visual.load_state_dict(state, strict=True)
 
 
+def half_like_openai_clip(clip: torch.nn.Module) -> None:
+    """fp16 as OpenAI's clip.load on CUDA (what the authors' Alpha-CLIP used): conv/linear/attention weights in
+    fp16, LayerNorms kept in fp32 and computing in fp32 (open_clip's LayerNormFp32), embeddings cast per use."""
+    import open_clip
+    from open_clip.transformer import LayerNorm, LayerNormFp32
+
+    open_clip.model.convert_weights_to_lp(clip, dtype=torch.float16)
+    for m in clip.modules():
+        if type(m) is LayerNorm:
+            m.__class__ = LayerNormFp32
+
+
 def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weights: str | None = None,
-                  device: str | torch.device = "cpu", seed: int = 0, input_range: str = "unit",
-                  alpha_init: str = "zero") -> ImageEncoder:
-    """Build a frozen Alpha-CLIP ImageEncoder (see the module doc for the arguments)."""
+                  device: str | torch.device = "cpu", seed: int = 0, input_range: str | None = None,
+                  alpha_init: str = "zero", protocol: str = "paper", antialias: bool = DEFAULT_ANTIALIAS,
+                  half: bool | None = None) -> ImageEncoder:
+    """Build a frozen Alpha-CLIP ImageEncoder (see the module doc for the arguments).
+
+    protocol ('paper' or 'authors', ioda.adapt.protocol) sets the preprocessing of `ImageEncoder.prepare`
+    (input range, resize/crop, alpha mode) and the tower's precision: fp16 on CUDA under 'authors' (`half`
+    overrides; fp32 on CPU unless half=True). input_range overrides the protocol's image range. antialias:
+    tensor-resize antialiasing (torchvision's default since 0.17; see ioda.clip.preprocess)."""
     import open_clip
     import open_clip.pretrained as ocp
+
+    from ioda.adapt.protocol import get_protocol
+
+    proto = get_protocol(protocol)
+    input_range = input_range or proto.clip_input
+    if input_range not in INPUT_RANGES:
+        raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
 
     _register_configs()
     if model not in open_clip.list_models():
@@ -235,12 +261,18 @@ def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weig
         weights = f"open_clip weights {pretrained!r}"
     alpha = (f"alpha conv {Path(alpha_weights).name}" if alpha_weights
              else "alpha conv random (untrained)" if alpha_init == "random" else "alpha conv zero (= plain CLIP)")
+    if half is None:
+        half = proto.clip_fp16 and torch.device(device).type == "cuda"
+    if half:
+        half_like_openai_clip(clip)
     size = clip.visual.image_size
     description = (f"Alpha-CLIP {model}, {weights}, {alpha}, {size[0]} px, dim {clip.visual.output_dim}, "
-                   f"{input_range} input")
+                   f"{input_range} input, {proto.clip_fit}, {proto.alpha} alpha, antialias {bool(antialias)}, "
+                   f"{'fp16' if half else 'fp32'} ({proto.name} protocol)")
     if untrained:
         LOG.warning("clip encoder %s has no pretrained weights: features are from a random network "
                     "(fine for tests and smoke runs, meaningless for results)", model)
     enc = ImageEncoder(clip, model_name=model, mean=mean, std=std, untrained=untrained,
-                       description=description, input_range=input_range)
+                       description=description, input_range=input_range, fit=proto.clip_fit,
+                       alpha_mode=proto.alpha, antialias=antialias, protocol=proto.name)
     return enc.to(device)

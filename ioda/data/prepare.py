@@ -1,4 +1,5 @@
-"""`ioda prepare`: build a demo dataset, or fetch/verify a paper dataset, into the on-disk pair layout.
+"""`ioda prepare`: build a demo dataset, fetch/verify a paper or pinned dataset, or pair your own folders,
+into the on-disk pair layout.
 
     DIR/<split>/HR/<stem>.png
     DIR/<split>/LR_x<scale>/<stem>.png
@@ -28,7 +29,9 @@ from tqdm import tqdm
 from ioda.data import demo as demo_mod
 from ioda.data.degradations import degrade, resolve_spec
 from ioda.data.download import download, safe_extract, verify_manual
-from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
+from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, weights_listing
+from ioda.data.paired import match_folders, parse_paired_spec
+from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, pinned_files, split_files
 from ioda.errors import IodaError
 from ioda.files import make_temp_dir, read_yaml, removed_on_failure, sha256_file, write_json
 from ioda.imageio import read_image, write_image
@@ -64,6 +67,10 @@ def parse_spec(text: str | None) -> dict:
 def apply_spec(entry: DatasetEntry, spec: dict) -> DatasetEntry:
     """Override an entry's parameters: `degradation` (merged; a new `type` replaces it), and for demo
     datasets `tile`, `min_std` and `splits` ({split: [photos]})."""
+    if entry.kind == "paired":
+        return dataclasses.replace(entry, paired=parse_paired_spec(spec), scale=parse_paired_spec(spec)["scale"])
+    if entry.kind == "pinned":
+        return _resplit(entry, spec)
     allowed = _DEMO_KEYS if entry.kind == "demo" else {"degradation"}
     for key in spec:
         if key not in allowed:
@@ -92,6 +99,26 @@ def apply_spec(entry: DatasetEntry, spec: dict) -> DatasetEntry:
             raise IodaError(f"--spec.min_std: expected a number, got {recipe['min_std']!r}")
         changes["demo"] = recipe
     return dataclasses.replace(entry, **changes) if changes else entry
+
+
+def _resplit(entry: DatasetEntry, spec: dict) -> DatasetEntry:
+    """Pinned sets publish one split; --spec '{splits: {train: 10, test: 5}}' cuts it, in name order, into
+    the first 10 pairs (train), the next 5 (test), ... (what is left over is not written)."""
+    for key in spec:
+        if key != "splits":
+            raise IodaError(f"--spec.{key}: not a parameter of {entry.name!r} (expected splits)")
+    if "splits" not in spec:
+        return entry
+    cut = spec["splits"]
+    if not isinstance(cut, dict) or not cut or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 1 for k, v in cut.items()
+    ):
+        raise IodaError("--spec.splits: expected a mapping {split: number of pairs >= 1}, e.g. {train: 10, test: 5}")
+    (only, src), = entry.splits.items()
+    total = src.count
+    if total is not None and sum(cut.values()) > total:
+        raise IodaError(f"--spec.splits: asks for {sum(cut.values())} pairs, {entry.name!r} has {total}")
+    return dataclasses.replace(entry, resplit=dict(cut))
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -150,6 +177,38 @@ def fetch(entry: DatasetEntry, root: Path) -> None:
             marker.write_text(f"{archive.stat().st_size}\n")
 
 
+def fetch_pinned_set(entry: DatasetEntry, root: Path) -> None:
+    """Every file of a pinned entry under root/folder, from the mirror or the network, each verified."""
+    base = root / entry.folder
+    files = pinned_files(entry)
+    for rel, f in tqdm(files, desc=f"fetch {entry.name}", disable=not progress_enabled()):
+        fetch_pinned(f, base / rel)
+    LOG.info("%s: %d pinned files verified in %s", entry.name, len(files), base)
+
+
+def build_paired(entry: DatasetEntry, tmp: Path) -> dict:
+    spec = entry.paired
+    scale = spec["scale"]
+    rows = []
+    for stem, hr_path, lr_path in tqdm(match_folders(spec["hr"], spec["lr"], scale), desc="paired_folders",
+                                       disable=not progress_enabled()):
+        row = _write_pair(tmp, "test", stem, read_image(hr_path), read_image(lr_path), scale)
+        row.update(source_hr=str(hr_path), source_lr=str(lr_path))
+        rows.append(row)
+    return {"degradation": None, "scale": scale, "hr_dir": str(spec["hr"]), "lr_dir": str(spec["lr"]),
+            "splits": {"test": {"count": len(rows), "files": rows}}}
+
+
+def _cut(entry: DatasetEntry, found: dict) -> dict:
+    if not entry.resplit:
+        return found
+    (items,) = found.values()
+    out, start = {}, 0
+    for split, n in entry.resplit.items():
+        out[split], start = items[start:start + n], start + n
+    return out
+
+
 def build_from_files(entry: DatasetEntry, root: Path, seed: int, tmp: Path) -> dict:
     verify_manual(entry, root)  # counts (and checksums where known) before any work
     scale = entry.scale
@@ -159,7 +218,7 @@ def build_from_files(entry: DatasetEntry, root: Path, seed: int, tmp: Path) -> d
         params = {"type": deg.name, **params}
         scale = params["scale"]
     splits = {}
-    for split, items in split_files(entry, root).items():
+    for split, items in _cut(entry, split_files(entry, root)).items():
         rows = []
         for stem, hr_path, lr_path in tqdm(items, desc=f"{entry.name}/{split}", disable=not progress_enabled()):
             hr = read_image(hr_path)
@@ -206,14 +265,22 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
         raise IodaError(f"{out}: exists and is not a folder (expected the dataset output folder)")
     if entry.kind == "manual":
         verify_manual(entry, root)  # fail early, before creating anything
+    if entry.kind == "paired" and entry.paired is None:
+        raise IodaError("paired_folders: --spec '{hr: HR_DIR, lr: LR_DIR, scale: 4}' is required")
+    if entry.kind == "paired":
+        match_folders(entry.paired["hr"], entry.paired["lr"], entry.scale)  # every problem before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")  # umask-respecting, unlike mkdtemp
     with removed_on_failure(tmp):
         if entry.kind == "demo":
             body = build_demo(entry, seed, tmp)
+        elif entry.kind == "paired":
+            body = build_paired(entry, tmp)
         else:
             if entry.kind == "download":
                 fetch(entry, root)
+            elif entry.kind == "pinned":
+                fetch_pinned_set(entry, root)
             body = build_from_files(entry, root, seed, tmp)
         manifest = {
             "name": entry.name,
@@ -224,8 +291,11 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
             "license": entry.license,
             **body,
         }
-        if entry.kind != "demo":
+        if entry.kind in ("download", "manual", "pinned"):
             manifest["source_root"] = str(root / entry.folder)
+        if entry.kind == "pinned":
+            manifest["pinned"] = {"manifests": [f"ioda/data/pinned/{m}.json" for m in entry.pinned],
+                                  "resplit": entry.resplit}
         write_json(tmp / "manifest.json", manifest)
         _swap_into_place(tmp, out)
     LOG.info("%s: %s", out, ", ".join(f"{s} {v['count']}" for s, v in body["splits"].items()))
@@ -254,7 +324,9 @@ def ensure_builtin_source(scale: int = 4, cache: str | os.PathLike | None = None
 
 def _listing() -> str:
     width = max(map(len, REGISTRY))
-    return "\n".join(f"{n.ljust(width)}  {e.kind:8s}  {e.description}" for n, e in REGISTRY.items())
+    return "\n".join(f"{n.ljust(width)}  {e.kind:8s}  {e.description}" for n, e in REGISTRY.items()) + (
+        "\n\nweights (a name works wherever a checkpoint path does; fetched into the cache on first use):\n"
+        + weights_listing())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,14 +337,14 @@ def main(argv: list[str] | None = None) -> int:
         epilog="datasets:\n" + _listing(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("name", nargs="?", help="dataset name from the registry (see --list)")
-    ap.add_argument("--out", help="output folder DIR")
+    ap.add_argument("name", nargs="?", help="dataset name from the registry, or registered weights (see --list)")
+    ap.add_argument("--out", help="output folder DIR (for weights: the output file)")
     ap.add_argument("--root", default="data", help="where downloaded / hand-placed raw datasets live (default: data)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: 0)")
     ap.add_argument("--spec", help="override entry parameters: YAML/JSON mapping or a file, "
                     "e.g. '{degradation: {jpeg_quality: 90}, tile: 128}'")
     ap.add_argument("--log", help="also log to this file")
-    ap.add_argument("--list", action="store_true", help="list the registered datasets and exit")
+    ap.add_argument("--list", action="store_true", help="list the registered datasets and weights and exit")
     args = ap.parse_args(argv)
     if args.list:
         print(_listing())
@@ -280,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.name or not args.out:
         ap.error("NAME and --out are required (or use --list)")
     setup_logging(args.log)
+    if args.name in WEIGHTS:  # registered weights: the verified file itself at --out (no pre-training stage)
+        if args.spec:
+            raise IodaError(f"--spec: not meaningful for the weights {args.name!r}")
+        path = fetch_weights(args.name, args.out)
+        print(f"{args.name}: wrote {path} (sha256 {WEIGHTS[args.name].file.sha256})")
+        return 0
     manifest = prepare(args.name, args.out, args.root, args.seed, parse_spec(args.spec))
     counts = {s: v["count"] for s, v in json.loads(manifest.read_text())["splits"].items()}
     print(f"{args.name}: wrote {manifest.parent} ({', '.join(f'{s}: {n}' for s, n in counts.items())})")

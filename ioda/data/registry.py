@@ -3,7 +3,11 @@
 Kinds:
 - `demo`: built offline from photos shipped inside scikit-image (see ioda/data/demo.py);
 - `download`: fetched from direct URLs (resumable, verified) and unpacked under `--root`;
-- `manual`: behind a registration page or Google Drive; placed by hand under `--root`, then verified.
+- `manual`: behind a registration page or Google Drive; placed by hand under `--root`, then verified;
+- `pinned`: public files at a fixed commit, each with its URL, size and SHA-256 in a packaged manifest
+  (ioda/data/pinned/<name>.json); fetched under `--root` from the network or the offline mirror
+  (`IODA_MIRROR`, see ioda/data/assets.py) and verified file by file;
+- `paired`: your own LR/HR folders (`ioda prepare paired_folders --spec '{hr: DIR, lr: DIR, scale: 4}'`).
 
 Checksums: a SHA-256 is listed only where it is known from the publisher. Where it is not (None), the
 download is checked by its byte size when known and the unpacked data by its expected image counts.
@@ -81,6 +85,9 @@ class DatasetEntry:
     instructions: str = ""
     license: str = ""
     demo: dict[str, Any] | None = None  # demo recipe (photos per split, tile size), see demo.py
+    pinned: tuple[str, ...] = ()  # pinned manifests (ioda/data/pinned/<name>.json) the files come from
+    resplit: dict[str, int] | None = None  # --spec splits: re-cut the one published split, in name order
+    paired: dict[str, Any] | None = None  # paired_folders: {hr, lr, scale}
 
 
 def find_files(base: Path, pattern: str) -> list[Path]:
@@ -267,6 +274,79 @@ for _cond in ("rain", "snow"):
             f"*_rgb_anon.png and <root>/ACDC/rgb_anon/{_cond}/val/<sequence>/*_rgb_anon.png exist.",
         )
     )
+
+
+# ---- pinned public sets (URL + SHA-256 of every file in ioda/data/pinned/; served by the mirror offline)
+_REALSR_CROPS_NOTE = (
+    "RealSR V3 x4 centre crops (HR 512, LR 128; the StableSR/OSEDiff benchmark crop set), {cam} camera, 50 real "
+    "LR/HR pairs; not the full RealSR_{cam} images"
+)
+for _cam in ("Canon", "Nikon"):
+    _name = f"realsr_{_cam.lower()}_crops"
+    _add(
+        DatasetEntry(
+            name=_name,
+            kind="pinned",
+            description=_REALSR_CROPS_NOTE.format(cam=_cam) + ".",
+            folder=f"pinned/{_name}",
+            page="https://github.com/cswry/OSEDiff (preset/datasets/benchmark_realsr)",
+            # the same file name (Canon_001_LR4.png) is the HR crop in test_HR/ and the LR crop in test_LR/
+            splits={"test": SplitSource(hr=("test_HR/*.png",), lr="test_LR/*.png", count=50, hr_suffix="_LR4",
+                                        lr_suffix="_LR4")},
+            pinned=(_name,),
+            license="RealSR dataset terms (research use); packaging repo Apache-2.0",
+        )
+    )
+_CLASSIC = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("BSD100", 100), "urban100": ("Urban100", 30)}
+for _name, (_title, _n) in _CLASSIC.items():
+    _add(
+        DatasetEntry(
+            name=_name,
+            kind="pinned",
+            description=f"{_title} x4: HR + the published bicubic LR ({_n} pairs"
+            + (", img_001..030 only" if _name == "urban100" else "") + ").",
+            folder=f"pinned/{_name}",
+            page="https://github.com/jbhuang0604/SelfExSR (data/<set>/image_SRF_4)",
+            splits={"test": SplitSource(hr=("*_HR.png",), lr="*_LR.png", count=_n, hr_suffix="_SRF_4_HR",
+                                        lr_suffix="_SRF_4_LR")},
+            pinned=(_name,),
+            license="academic benchmark images (no licence file)",
+        )
+    )
+# Two sets in one: a clean bicubic source domain (the DF2K analogue of config/realsr.yaml). Files are stored as
+# <set>/<set>_<file> so that BSD100's and Urban100's img_001 stay apart.
+_add(
+    DatasetEntry(
+        name="bsd100_urban100",
+        kind="pinned",
+        description="BSD100 + Urban100 (img_001..030) x4 with the published bicubic LR: 130 clean source pairs.",
+        folder="pinned/bsd100_urban100",
+        page="https://github.com/jbhuang0604/SelfExSR",
+        splits={"train": SplitSource(hr=("*/*_HR.png",), lr="*/*_LR.png", count=130, hr_suffix="_SRF_4_HR",
+                                     lr_suffix="_SRF_4_LR")},
+        pinned=("bsd100", "urban100"),
+        license="academic benchmark images (no licence file)",
+    )
+)
+_add(
+    DatasetEntry(
+        name="paired_folders",
+        kind="paired",
+        description="your own camera pairs: --spec '{hr: HR_DIR, lr: LR_DIR, scale: 4}' (pairs by name / stem).",
+        folder="",
+        page="your folders",
+        license="yours",
+    )
+)
+
+
+def pinned_files(entry: DatasetEntry):
+    """[(path relative to the entry's folder, PinnedFile)] of a pinned entry."""
+    from ioda.data.assets import dataset_files
+
+    if len(entry.pinned) == 1:
+        return [(local, f) for local, f in dataset_files(entry.pinned[0])]
+    return [(f"{m}/{m}_{local}", f) for m in entry.pinned for local, f in dataset_files(m)]
 
 
 def get_entry(name: str) -> DatasetEntry:

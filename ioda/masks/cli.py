@@ -10,7 +10,7 @@ import numpy as np
 
 from ioda.errors import IodaError
 from ioda.imageio import IMAGE_SUFFIXES, image_arg, read_image, write_image
-from ioda.masks.labels import DEFAULT_MIN_AREA, cached_label_map, sidecar_path
+from ioda.masks.labels import DEFAULT_MIN_AREA, PAINT_ORDERS, cached_label_map, sidecar_path
 from ioda.masks.sam import SAM_CHECKPOINTS
 from ioda.masks.superpixel import METHODS
 from ioda.runtime import setup_logging
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sam-model", choices=tuple(SAM_CHECKPOINTS), default="vit_h")
     p.add_argument("--sam-checkpoint", help="SAM weights file (e.g. sam_vit_h_4b8939.pth)")
     p.add_argument("--allow-untrained-sam", action="store_true", help="tests/CI only: random SAM weights")
+    p.add_argument("--paint", choices=PAINT_ORDERS, default="largest_first",
+                   help="SAM overlaps: largest_first (smaller masks on top, min area on visible px; protocol paper) "
+                   "or sam_order (SAM's order, later on top, min area on the raw mask; the authors' Deal_mask.py)")
     p.add_argument("--points-per-side", type=int, default=32, help="SAM automatic-mask grid (default 32)")
     p.add_argument("--superpixel-method", choices=METHODS, default="slic")
     p.add_argument("--n-segments", type=int, help="SLIC: approximate number of superpixels (overrides --segment-area)")
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
         params = {"model_type": args.sam_model, "checkpoint": args.sam_checkpoint,
                   "allow_untrained": args.allow_untrained_sam, "min_area": args.min_area,
-                  "points_per_side": args.points_per_side, "seed": args.seed,
+                  "points_per_side": args.points_per_side, "seed": args.seed, "paint": args.paint,
                   "device": str(resolve_device(args.device))}
     else:
         params = {"method": args.superpixel_method, "n_segments": args.n_segments,

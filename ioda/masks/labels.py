@@ -38,22 +38,36 @@ def relabel(labels: np.ndarray, min_area: int = DEFAULT_MIN_AREA) -> np.ndarray:
     return lut[labels]
 
 
+PAINT_ORDERS = ("largest_first", "sam_order")
+
+
 def masks_to_label_map(masks: Sequence[np.ndarray], shape: tuple[int, int],
-                       min_area: int = DEFAULT_MIN_AREA) -> np.ndarray:
+                       min_area: int = DEFAULT_MIN_AREA, paint: str = "largest_first") -> np.ndarray:
     """Paint possibly overlapping binary masks into one label map.
 
-    Overlaps are resolved deterministically: masks are painted from the largest to the smallest area
-    (ties keep input order), so a small object lying on a large one stays visible. `min_area` is then
-    applied to the visible pixels of each instance."""
+    largest_first (protocol `paper`): masks are painted from the largest to the smallest area (ties keep input
+    order), so a small object lying on a large one stays visible; `min_area` is then applied to the visible
+    pixels of each instance (renumbered 1..N).
+    sam_order (protocol `authors`, their Deal_mask.py): masks are painted in the given (SAM output) order, a
+    later mask overwriting earlier ones; `min_area` is applied to each raw mask before painting; the i-th kept
+    mask gets label i (a label may end up with few or no visible pixels, as in theirs)."""
+    if paint not in PAINT_ORDERS:
+        raise ValueError(f"paint order must be one of {PAINT_ORDERS}, got {paint!r}")
     h, w = shape
-    areas = [int(np.count_nonzero(m)) for m in masks]
-    order = sorted(range(len(masks)), key=lambda i: (-areas[i], i))
-    labels = np.zeros((h, w), dtype=np.int32)
-    for label, i in enumerate(order, start=1):
-        m = np.asarray(masks[i], dtype=bool)
+    masks = [np.asarray(m, dtype=bool) for m in masks]
+    for i, m in enumerate(masks):
         if m.shape != (h, w):
             raise ValueError(f"mask {i} has shape {m.shape}, expected {(h, w)}")
-        labels[m] = label
+    areas = [int(np.count_nonzero(m)) for m in masks]
+    labels = np.zeros((h, w), dtype=np.int32)
+    if paint == "sam_order":
+        kept = [m for m, a in zip(masks, areas) if a >= max(int(min_area), 1)]
+        for label, m in enumerate(kept, start=1):
+            labels[m] = label
+        return labels
+    order = sorted(range(len(masks)), key=lambda i: (-areas[i], i))
+    for label, i in enumerate(order, start=1):
+        labels[masks[i]] = label
     return relabel(labels, min_area)
 
 

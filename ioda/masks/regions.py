@@ -14,6 +14,14 @@ gives the HR mask that covers exactly the same content (nearest, each LR pixel -
   (1000 px for a 128x128 LR crop as in the paper; for other crop sizes the threshold scales with the crop
   area: round(min_in_crop * h * w / 128**2)); k ~ uniform{1..N}, k distinct instances chosen uniformly,
   their union is the mask. If no instance qualifies: full mask and fell_back=True (the trainer counts it).
+  The authors' rule (protocol `authors`): scale_threshold=False (1000 px whatever the crop size) and
+  include_unlabelled=True (label 0, the pixels no SAM mask covers, is a candidate like any instance); with no
+  candidate their code crashes (random.randint(1, 0)), we keep the counted full-mask fallback.
+
+HR masks (`upsample_mask(mask, scale, mode)`): "nearest" (each LR pixel -> scale x scale block, same content)
+or "bilinear_eq", the authors' cv2.resize(mask * 255, INTER_LINEAR) == 255: an HR pixel is on only if every LR
+pixel with a non-zero bilinear weight is on, which erodes foreground by about scale/2 HR px at each edge
+(2 px at x4), nothing at the image border (clamped sampling).
 """
 
 from __future__ import annotations
@@ -78,19 +86,22 @@ def instance_threshold(h: int, w: int, min_in_crop: int = DEFAULT_MIN_IN_CROP) -
     return max(1, int(round(min_in_crop * h * w / REFERENCE_CROP**2)))
 
 
-def eligible_instances(labels_crop: np.ndarray, min_in_crop: int = DEFAULT_MIN_IN_CROP) -> np.ndarray:
+def eligible_instances(labels_crop: np.ndarray, min_in_crop: int = DEFAULT_MIN_IN_CROP, *,
+                       scale_threshold: bool = True, include_unlabelled: bool = False) -> np.ndarray:
     h, w = labels_crop.shape
     counts = np.bincount(labels_crop.ravel().astype(np.int64))
-    ids = np.flatnonzero(counts >= instance_threshold(h, w, min_in_crop))
-    return ids[ids != 0]
+    need = instance_threshold(h, w, min_in_crop) if scale_threshold else max(1, int(min_in_crop))
+    ids = np.flatnonzero(counts >= need)
+    return ids if include_unlabelled else ids[ids != 0]
 
 
 @register("instance")
-def instance_region(labels_or_hw, rng: np.random.Generator,
-                    min_in_crop: int = DEFAULT_MIN_IN_CROP) -> tuple[np.ndarray, bool]:
+def instance_region(labels_or_hw, rng: np.random.Generator, min_in_crop: int = DEFAULT_MIN_IN_CROP,
+                    scale_threshold: bool = True, include_unlabelled: bool = False) -> tuple[np.ndarray, bool]:
     if not isinstance(labels_or_hw, np.ndarray):
         raise ValueError("the 'instance' region needs the label-map crop, not only its size")
-    ids = eligible_instances(labels_or_hw, min_in_crop)
+    ids = eligible_instances(labels_or_hw, min_in_crop, scale_threshold=scale_threshold,
+                             include_unlabelled=include_unlabelled)
     if ids.size == 0:
         return np.ones(labels_or_hw.shape, dtype=bool), True
     k = int(rng.integers(1, ids.size + 1))
@@ -107,6 +118,30 @@ def sample_region(kind: str, labels_or_hw, rng: np.random.Generator, **opts) -> 
     return sampler(labels_or_hw, rng, **opts)
 
 
-def upsample_mask(mask: np.ndarray, scale: int) -> np.ndarray:
-    """Nearest upsampling by an integer factor: HR pixel (y, x) takes LR pixel (y // scale, x // scale)."""
-    return np.repeat(np.repeat(np.asarray(mask), scale, axis=0), scale, axis=1)
+UPSAMPLE_MODES = ("nearest", "bilinear_eq")
+
+
+def _bilinear_support(n: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of n*scale output positions, the two input indices cv2/torch bilinear (half-pixel centres,
+    clamped) reads with a non-zero weight (the same index twice where only one weighs)."""
+    src = (np.arange(n * scale, dtype=np.float64) + 0.5) / scale - 0.5
+    src = np.maximum(src, 0.0)  # cv2 and torch clamp negative source positions to the first pixel
+    i0 = np.minimum(np.floor(src).astype(np.int64), n - 1)
+    frac = src - np.floor(src)
+    i1 = np.where(frac > 0, np.minimum(i0 + 1, n - 1), i0)
+    return i0, i1
+
+
+def upsample_mask(mask: np.ndarray, scale: int, mode: str = "nearest") -> np.ndarray:
+    """Upsampling by an integer factor. nearest: HR pixel (y, x) takes LR pixel (y // scale, x // scale).
+    bilinear_eq: the authors' cv2.resize(bilinear) == 255, i.e. on where all contributing LR pixels are on."""
+    mask = np.asarray(mask)
+    if mode == "nearest":
+        return np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+    if mode != "bilinear_eq":
+        raise ValueError(f"upsample mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
+    m = mask.astype(bool)
+    y0, y1 = _bilinear_support(m.shape[0], scale)
+    x0, x1 = _bilinear_support(m.shape[1], scale)
+    rows = m[y0] & m[y1]
+    return rows[:, x0] & rows[:, x1]

@@ -3,7 +3,8 @@
 Checkpoints are pickles: we read them with torch.load(weights_only=True) and call load_state_dict
 ourselves instead of letting segment-anything unpickle them. checkpoint=None builds an untrained model
 (seeded), allowed only with allow_untrained=True: it exercises the real code path in tests and CI, its
-masks are meaningless. Overlapping masks: larger painted first, smaller on top (see labels.masks_to_label_map).
+masks are meaningless. Overlapping masks: larger painted first, smaller on top, or (paint="sam_order", the authors'
+protocol) in SAM's output order, later on top (see labels.masks_to_label_map).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def build_sam(model_type: str = "vit_b", checkpoint: str | os.PathLike | None = 
 
 def sam_label_map(image: np.ndarray, model_type: str = "vit_b", checkpoint: str | os.PathLike | None = None, *,
                   allow_untrained: bool = False, min_area: int = DEFAULT_MIN_AREA, device: str = "cpu",
-                  seed: int = 0, **generator_opts) -> np.ndarray:
+                  seed: int = 0, paint: str = "largest_first", **generator_opts) -> np.ndarray:
     """HxWx3 uint8 RGB -> int32 HxW label map of SAM's automatic masks (instances < min_area px dropped).
 
     generator_opts go to SamAutomaticMaskGenerator (points_per_side, pred_iou_thresh, ...)."""
@@ -84,4 +85,4 @@ def sam_label_map(image: np.ndarray, model_type: str = "vit_b", checkpoint: str 
         records = generator.generate(image)
     masks = [r["segmentation"] for r in records]
     LOG.info("SAM %s: %d raw masks on a %dx%d image", model_type, len(masks), image.shape[0], image.shape[1])
-    return masks_to_label_map(masks, image.shape[:2], min_area=min_area)
+    return masks_to_label_map(masks, image.shape[:2], min_area=min_area, paint=paint)

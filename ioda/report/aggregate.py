@@ -2,9 +2,10 @@
 
 Per cell (task x backbone x variant) over its N target images: mean and variance of PSNR/SSIM. The paper
 prints "mean ± variance" over 5 target images; we use the population variance (numpy's default, ddof=0),
-and say so in every table. The oracle best step (best PSNR on the target test set along the adaptation's
-PSNR-vs-step curve, which looks at target HR) is kept in separate, labelled columns: it never replaces the
-fixed-budget result.
+and say so in every table. Both statistics of issue 8: the final step (the saved model, `ioda evaluate`) and
+the oracle best step (best PSNR on the target test set along the adaptation's PSNR-vs-step curve, step 0
+included: picked on target HR, the authors' statistic), in separate, labelled columns. Adaptation seconds
+exclude the evaluations; their seconds are a separate column.
 
 Outputs in --out-dir: runs.csv (one row per run), aggregate.csv (one row per cell), metrics.json (nested
 task -> backbone -> variant -> numbers, for `dvc metrics`), curves.csv (the oracle curves, long format, for
@@ -29,8 +30,9 @@ from ioda.plan import Plan, Run
 from ioda.runtime import setup_logging
 
 VARIANCE_NOTE = "± = population variance (ddof=0) over the N target images"
-RUN_COLUMNS = ["task", "backbone", "variant", "run", "psnr", "ssim", "seconds", "device", "hardware",
-               "untrained_encoder", "oracle_psnr", "oracle_ssim", "oracle_step", "final_step"]
+RUN_COLUMNS = ["task", "backbone", "variant", "run", "protocol", "psnr", "ssim", "seconds", "eval_seconds",
+               "evaluations", "device", "hardware", "untrained_encoder", "oracle_psnr", "oracle_ssim", "oracle_step",
+               "final_step"]
 
 
 def _float(value, where: str) -> float:
@@ -69,7 +71,8 @@ def collect_run(plan: Plan, run: Run) -> dict:
         "task": run.task, "backbone": run.backbone, "variant": run.variant, "run": run.run,
         "psnr": _float(summary["mean_psnr"], f"{summary_path}: mean_psnr") if summary["mean_psnr"] is not None else math.inf,
         "ssim": _float(summary["mean_ssim"], f"{summary_path}: mean_ssim"),
-        "seconds": math.nan, "device": summary.get("device", ""), "hardware": "",
+        "protocol": "", "seconds": math.nan, "eval_seconds": math.nan, "evaluations": 0,
+        "device": summary.get("device", ""), "hardware": "",
         "untrained_encoder": False, "oracle_psnr": math.nan, "oracle_ssim": math.nan,
         "oracle_step": math.nan, "final_step": math.nan,
     }
@@ -78,13 +81,17 @@ def collect_run(plan: Plan, run: Run) -> dict:
         info = read_json(info_path)
         if info.get("seconds") is not None:
             row["seconds"] = _float(info["seconds"], f"{info_path}: seconds")
+        if info.get("eval_seconds") is not None:
+            row["eval_seconds"] = _float(info["eval_seconds"], f"{info_path}: eval_seconds")
+        row["protocol"] = info.get("protocol", "paper")  # runs from before the switch followed the paper's text
         row["device"] = info.get("device", row["device"])
         row["hardware"] = info.get("hardware", "")
         row["untrained_encoder"] = bool((info.get("encoder") or {}).get("untrained", False))
         curve_path = plan.adapt_dir(run) / "curve.csv"
-        if plan.curve_cell(run) and curve_path.is_file():
+        if plan.evaluates(run) and curve_path.is_file():
             curve = [c for c in read_curve(curve_path) if math.isfinite(c["psnr"])]
-            if curve:
+            row["evaluations"] = len(curve)
+            if curve:  # max() keeps the earliest of equal steps
                 best = max(curve, key=lambda c: c["psnr"])
                 row.update(oracle_psnr=best["psnr"], oracle_ssim=best["ssim"], oracle_step=best["step"],
                            final_step=curve[-1]["step"])
@@ -96,7 +103,7 @@ def collect_curves(plan: Plan) -> pd.DataFrame:
     rows = []
     for r in plan.adapt_runs():
         path = plan.adapt_dir(r) / "curve.csv"
-        if plan.curve_cell(r) and path.is_file():
+        if plan.evaluates(r) and path.is_file():
             rows += [{"task": r.task, "backbone": r.backbone, "variant": r.variant, "run": r.run, **c}
                      for c in read_curve(path)]
     return pd.DataFrame(rows, columns=["task", "backbone", "variant", "run", "step", "psnr", "ssim"])
@@ -125,6 +132,9 @@ def aggregate_cells(runs: pd.DataFrame) -> pd.DataFrame:
             "oracle_psnr_var": _var(oracle),
             "oracle_step_mean": float(g["oracle_step"].dropna().mean()) if len(oracle) else math.nan,
             "seconds_mean": float(g["seconds"].dropna().mean()) if g["seconds"].notna().any() else math.nan,
+            "eval_seconds_mean": float(g["eval_seconds"].dropna().mean()) if g["eval_seconds"].notna().any() else math.nan,
+            "evaluations_mean": float(g["evaluations"].mean()),
+            "protocol": "; ".join(sorted({p for p in g["protocol"] if isinstance(p, str) and p})),
             "hardware": "; ".join(sorted({h for h in g["hardware"] if isinstance(h, str) and h})),
             "untrained_encoder": bool(g["untrained_encoder"].any()),
         })
@@ -140,6 +150,8 @@ def metrics_tree(cells: pd.DataFrame) -> dict:
             entry["oracle_psnr"] = r.oracle_psnr_mean
         if math.isfinite(r.seconds_mean):
             entry["adapt_seconds"] = r.seconds_mean
+        if math.isfinite(r.eval_seconds_mean):
+            entry["eval_seconds"] = r.eval_seconds_mean
         entry = {k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else (None if isinstance(v, float) else v))
                  for k, v in entry.items()}
         tree.setdefault(r.task, {}).setdefault(r.backbone, {})[r.variant] = entry

@@ -191,7 +191,8 @@ def tsne_features(plan: Plan, samples: int, seed: int):
     device = resolve_device(plan.cfg["run"]["device"])
     encoder = build_encoder(enc_cfg["name"], pretrained=enc_cfg["weights"], alpha_weights=enc_cfg["alpha_weights"],
                             device=device, seed=seed, input_range=plan.cfg["adapt"]["clip_input"],
-                            alpha_init=enc_cfg["alpha_init"])
+                            alpha_init=enc_cfg["alpha_init"], protocol=plan.cfg["adapt"]["protocol"],
+                            antialias=plan.cfg["adapt"]["clip_antialias"])
     h, w = image.shape[:2]
     patch = min(plan.cfg["adapt"]["lr_patch"], h, w)
     rng = np.random.default_rng(seed)

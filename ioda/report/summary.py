@@ -30,6 +30,29 @@ def _read_csv(path: Path, what: str) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def what_is_real(cfg: dict, untrained: bool) -> list[str]:
+    """One line each for data, backbones, encoder and masks: real, or a stand-in."""
+    from ioda.data.registry import REGISTRY
+
+    kinds = {d: REGISTRY[d].kind if d in REGISTRY else "unknown" for d in cfg["datasets"]}
+    real = [d for d, k in kinds.items() if k in ("pinned", "download", "manual", "paired")]
+    synth = [d for d, k in kinds.items() if k == "demo"]
+    lines = [f"- Data: real photos / camera pairs: {', '.join(real) or 'none'}"
+             + (f"; synthetic degradations of scikit-image photos: {', '.join(synth)}" if synth else "")]
+    trained = [b for b, bb in cfg["backbones"].items() if bb.get("weights")]
+    here = [b for b, bb in cfg["backbones"].items() if not bb.get("weights")]
+    lines.append(f"- Backbones: trained weights: {', '.join(trained) or 'none'}"
+                 + (f"; pre-trained here ({cfg['pretrain']['steps']} steps): {', '.join(here)}" if here else ""))
+    enc = cfg["encoder"]
+    lines.append("- Encoder: " + ("**untrained** (random weights): the adaptation direction is not meaningful"
+                                  if untrained or enc["name"] == "tiny" else
+                                  f"pretrained `{enc['name']}`" + (" with Alpha-CLIP weights" if enc["alpha_weights"] else "")))
+    m = cfg["masks"]
+    lines.append("- Instance masks: " + (f"SAM {m['sam_model']}" if m["source"] == "sam" else
+                                         "superpixels (a stand-in for SAM instances, whose weights are not at hand)"))
+    return lines
+
+
 def render(plan: Plan, out: Path) -> str:
     cfg = plan.cfg
     runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
@@ -41,8 +64,9 @@ def render(plan: Plan, out: Path) -> str:
             + ("The (Alpha-)CLIP encoder was **untrained** in these runs, so adaptation follows a meaningless "
                "direction: the numbers below test the pipeline end to end and are **not** the paper's numbers. "
                if untrained else "")
-            + ("The configuration is not the paper's (small synthetic datasets, tiny backbones, few steps); "
-               "for the reproduction run `snakemake --configfile config/paper.yaml`." if not cfg["run"]["paper"] else ""),
+            + ("The configuration is not the paper's (see *What is real* below for its data, backbones and step "
+               "budget); for the reproduction run `snakemake --configfile config/paper.yaml`."
+               if not cfg["run"]["paper"] else ""),
             "",
         ]
     # What ran, on what.
@@ -50,20 +74,32 @@ def render(plan: Plan, out: Path) -> str:
     lines.append(f"- Datasets: {', '.join(cfg['datasets'])}")
     for name, bb in cfg["backbones"].items():
         how = f"official weights `{bb['weights']}`" if bb.get("weights") else "pre-trained here"
-        lines.append(f"- Backbone `{name}`: preset {bb['preset']}, {how}")
+        lines.append(f"- Backbone `{name}`: " + (f"preset {bb['preset']}, {how}" if bb.get("preset") else
+                                                 f"trained weights `{bb['weights']}` used as they are (no pre-training)"))
     for name, t in plan.tasks.items():
         lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
                      f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
     a, enc = cfg["adapt"], cfg["encoder"]
+    from ioda.adapt.protocol import get_protocol
+
+    proto = get_protocol(a["protocol"])
+    from ioda.report.tables import PROTOCOL_TEXT
+
+    lines.append(f"- Protocol: `{proto.name}`, {PROTOCOL_TEXT[proto.name]} (docs/method.md lists every item)")
     lines.append(f"- Adaptation: {a['steps']} steps, batch {a['batch_size']}, LR patch {a['lr_patch']}, Adam lr {a['lr']}, "
-                 f"betas {tuple(a['betas'])}, loss `{a['loss']}`, CLIP input `{a['clip_input']}`; fixed step budget "
-                 "(no model selection on target HR)")
+                 f"betas {tuple(a['betas'])}, loss `{a['loss'] or proto.loss}`, CLIP input "
+                 f"`{a['clip_input'] or proto.clip_input}`, resize antialias {a['clip_antialias']}; fixed step budget, "
+                 "the final model is the one saved and scored in the PSNR (final step) columns")
+    if a["eval_every"]:
+        lines.append(f"- Evaluation along the way: the target test set every {a['eval_every']} steps, step 0 included; "
+                     "the tables' PSNR (best step, oracle) is picked on target HR, the authors' statistic")
     lines.append(f"- Encoder: `{enc['name']}`" + (f", weights `{enc['weights']}`" if enc["weights"] else "")
                  + (f", Alpha-CLIP `{enc['alpha_weights']}`" if enc["alpha_weights"] else "")
                  + (" — **untrained**" if untrained else ""))
     lines.append(f"- Masks: `{cfg['masks']['source']}`" + (f" ({cfg['masks']['sam_model']})" if cfg["masks"]["source"] == "sam" else ""))
     lines.append(f"- Runs: {len(runs)} evaluations in {runs.groupby(['task', 'backbone', 'variant']).ngroups} cells; "
                  f"seed {cfg['run']['seed']}")
+    lines += ["", "## What is real", ""] + what_is_real(cfg, untrained)
     # How long.
     secs = runs["seconds"].dropna() if "seconds" in runs else pd.Series(dtype=float)
     lines += ["", "## How long", ""]
@@ -71,6 +107,10 @@ def render(plan: Plan, out: Path) -> str:
         hw = sorted({h for h in runs["hardware"].dropna().astype(str) if h})
         lines.append(f"- Adaptation: {secs.sum() / 60:.2f} min in total over {len(secs)} runs "
                      f"(mean {secs.mean():.1f} s, max {secs.max():.1f} s per run) on {', '.join(hw) or 'unknown hardware'}")
+        ev = runs["eval_seconds"].dropna() if "eval_seconds" in runs else pd.Series(dtype=float)
+        if len(ev) and (runs.get("evaluations", pd.Series(dtype=float)).fillna(0) > 0).any():
+            lines.append(f"- Evaluations during adaptation (not in the adaptation time): {ev.sum() / 60:.2f} min in "
+                         f"total, {ev.sum() / max(secs.sum(), 1e-9):.2f}x the adaptation time")
     bench = Path("logs/benchmarks")
     if bench.is_dir():
         total = 0.0

@@ -100,7 +100,7 @@ class TrainLoop:
                  log_csv: str | os.PathLike | None = None, lr_fn: Callable[[int], float] | None = None,
                  eval_fn: Callable[[nn.Module], dict] | None = None, eval_every: int = 0,
                  curve_csv: str | os.PathLike | None = None, extra: dict[str, Any] | None = None,
-                 desc: str = "train"):
+                 eval_at_start: bool = False, desc: str = "train"):
         self.model, self.opt, self.step_fn, self.steps = model, opt, step_fn, steps
         self.config, self.resume_keys = config, tuple(resume_keys)
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
@@ -109,7 +109,11 @@ class TrainLoop:
         self.curve_csv = Path(curve_csv) if curve_csv else None
         self.lr_fn, self.eval_fn, self.eval_every = lr_fn, eval_fn, eval_every
         self.extra = extra or {}
+        self.eval_at_start = eval_at_start  # step 0: the source model, as the authors' initial test
         self.desc = desc
+        # cumulative over resumes: training time with the evaluations taken out, and the evaluations' time
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
         self.step = 0
         self.resumed_from: int | None = None
         self.loss_rows: list[tuple] = []
@@ -130,6 +134,7 @@ class TrainLoop:
             "loss_rows": [list(r) for r in self.loss_rows],
             "curve": self.curve,
             "extra": {k: v.state_dict() for k, v in self.extra.items()},
+            "seconds": [self.train_seconds, self.eval_seconds],
         }
 
     def save_checkpoint(self) -> None:
@@ -158,6 +163,7 @@ class TrainLoop:
         self.step = self.resumed_from = int(state["step"])
         self.loss_rows = [(int(r[0]), *map(float, r[1:])) for r in state["loss_rows"]]
         self.curve = list(state["curve"])
+        self.train_seconds, self.eval_seconds = (float(x) for x in state.get("seconds", (0.0, 0.0)))
         LOG.info("resumed from %s at step %d", self.ckpt_path, self.step)
         return True
 
@@ -168,6 +174,10 @@ class TrainLoop:
         start = self.step
         pending: list[tuple[int, torch.Tensor, float | None]] = []
         t0 = time.perf_counter()
+        evaluate = bool(self.eval_every and self.eval_fn)
+        if evaluate and self.eval_at_start and self.step == 0 and not self.curve:
+            self._evaluate()
+        self._mark = (time.perf_counter(), self.eval_seconds)
         bar = tqdm(total=end, initial=self.step, desc=self.desc, disable=not progress_enabled())
         try:
             while self.step < end:
@@ -185,15 +195,14 @@ class TrainLoop:
                 if due_ckpt or self.step % self.log_every == 0 or self.step == end:
                     self._sync(pending)
                     bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
-                if self.eval_every and self.eval_fn and (self.step % self.eval_every == 0 or self.step == end):
-                    self.model.eval()
-                    summary = self.eval_fn(self.model)
-                    self.model.train()
-                    self.curve.append({"step": self.step, "psnr": summary["mean_psnr"], "ssim": summary["mean_ssim"]})
+                if evaluate and (self.step % self.eval_every == 0 or self.step == end):
+                    self._evaluate()
                 if due_ckpt:
+                    self._tick()
                     self.save_checkpoint()
         finally:
             bar.close()
+        self._tick()
         seconds = time.perf_counter() - t0
         # Written once, at the end (an earlier run's log survives a failed one); the rows also travel in the
         # checkpoint, so a resumed log is exact and holds no rows past the checkpoint.
@@ -207,9 +216,30 @@ class TrainLoop:
                 w.writerows(self.curve)
         new = [r[1] for r in self.loss_rows if r[0] > start]
         return {"steps_done": self.step, "seconds": seconds, "resumed_from": self.resumed_from,
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
                 "first_loss": self.loss_rows[0][1] if self.loss_rows else None,
                 "final_loss": self.loss_rows[-1][1] if self.loss_rows else float("nan"),
                 "mean_loss": sum(new) / len(new) if new else float("nan")}
+
+    def _device_sync(self) -> None:
+        if torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
+            torch.cuda.synchronize()  # queued training kernels belong to the training time, not the evaluation's
+
+    def _evaluate(self) -> None:
+        self._device_sync()
+        start = time.perf_counter()
+        self.model.eval()
+        summary = self.eval_fn(self.model)
+        self.model.train()
+        self.curve.append({"step": self.step, "psnr": summary["mean_psnr"], "ssim": summary["mean_ssim"]})
+        self.eval_seconds += time.perf_counter() - start
+
+    def _tick(self) -> None:
+        """Add the wall time since the last mark, minus the evaluations in it, to the training seconds."""
+        self._device_sync()
+        now, (t0, e0) = time.perf_counter(), self._mark
+        self.train_seconds += now - t0 - (self.eval_seconds - e0)
+        self._mark = (now, self.eval_seconds)
 
     def _sync(self, pending: list) -> None:
         """The NaN guard and the loss log: the pending losses reach the host here, once."""

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def import_weights(weights: str, preset: str, out: str, sha256: str | None, log) -> dict:
+    from ioda.data.assets import resolve_checkpoint
+
+    weights = resolve_checkpoint(weights)  # a registered name -> its verified cached file
     if sha256:
         got = sha256_file(weights) if Path(weights).is_file() else None
         if got is None:

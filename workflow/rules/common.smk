@@ -12,8 +12,9 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
+from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import VARIANTS
-from ioda.plan import NEEDS_LABELS, Plan, Run
+from ioda.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
 
 try:
     # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
@@ -37,6 +38,7 @@ CONDA_ENV = "../envs/ioda.yaml"
 # with defaults filled in, from this file (rule effective_config).
 EFFECTIVE_CONFIG = f"{RES}/config.json"
 
+
 def exactly(names):
     """A wildcard constraint matching exactly these names ("(?!)" matches nothing)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
@@ -52,6 +54,9 @@ def image_run_counts():
     for name, t in PLAN.tasks.items():
         counts.setdefault(t["targets"], []).append(name)
     return counts
+
+
+PROTOCOL = get_protocol(config["adapt"]["protocol"])
 
 
 wildcard_constraints:
@@ -78,7 +83,7 @@ def all_manifests():
 
 
 def all_pretrained():
-    return [str(PLAN.pretrained_model(b, s)) for b, s in PLAN.pretrained()]
+    return [str(PLAN.source_model(b, s)) for b, s in PLAN.pretrained()]
 
 
 def all_labels():
@@ -95,8 +100,10 @@ def all_evaluated():
 
 def curve_runs():
     """The adapt.json of every run that writes the oracle curve.csv (next to it; not a declared output, since
-    a cell's job writes the curves of all its images)."""
-    return [str(PLAN.adapt_dir(r) / "adapt.json") for r in PLAN.adapt_runs() if PLAN.curve_cell(r)]
+    a cell's job writes the curves of all its images): the report.curves cell's runs that evaluate along the way."""
+    return [
+        str(PLAN.adapt_dir(r) / "adapt.json") for r in PLAN.adapt_runs() if PLAN.curve_cell(r) and PLAN.evaluates(r)
+    ]
 
 
 def adapt_jsons():
@@ -118,7 +125,7 @@ def figure_names():
 
 # ---- per-rule input/param functions ---------------------------------------------------------------
 def source_model(wc):
-    return str(PLAN.pretrained_model(wc.backbone, task_cfg(wc)["source"]))
+    return str(PLAN.source_model(wc.backbone, task_cfg(wc)["source"]))
 
 
 def adapt_inputs(wc):
@@ -156,9 +163,18 @@ def pretrain_options(wc):
         opts = ["--weights", bb["weights"]] + (["--sha256", bb["sha256"]] if bb["sha256"] else [])
     else:
         opts = [
-            "--data", PLAN.data / wc.source / PLAN.source_split(wc.source),
-            "--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"],
-            "--seed", config["run"]["seed"],
+            "--data",
+            PLAN.data / wc.source / PLAN.source_split(wc.source),
+            "--steps",
+            p["steps"],
+            "--batch-size",
+            p["batch_size"],
+            "--lr-patch",
+            p["lr_patch"],
+            "--lr",
+            p["lr"],
+            "--seed",
+            config["run"]["seed"],
         ] + (["--resume"] if p["resume"] else [])
     return " ".join(shlex.quote(str(x)) for x in opts)
 
@@ -171,6 +187,7 @@ def masks_options():
     if m["source"] == "sam":
         opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
         opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
+        opts += ["--paint", PROTOCOL.paint]  # overlapping SAM masks: the protocol's painting order
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -209,6 +226,10 @@ def adapt_extra(wc):
         if enc[key]:
             opts += [flag, enc[key]]
     opts += ["--alpha-init", enc["alpha_init"]]
+    for flag, key in (("--loss", "loss"), ("--clip-input", "clip_input")):  # null: the protocol's
+        if a[key]:
+            opts += [flag, a[key]]
+    opts += ["--clip-antialias" if a["clip_antialias"] else "--no-clip-antialias"]
     if wc.variant in NEEDS_LABELS:
         opts += ["--labels", *(PLAN.labels(t["target"], r.image_index) for r in runs)]
     if wc.variant == "text_guided" and t["prompts"]:
@@ -220,8 +241,17 @@ def adapt_extra(wc):
     if VARIANTS[wc.variant].occlusion:
         occ = a["occlusion"]
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
-    if PLAN.curve_cell(runs[0]):
-        opts += ["--eval-data", PLAN.split_dir(wc.task, "test"), "--eval-every", a["eval_every"]]
+    # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
+    # oracle best step); a cell's runs share the variant, so they all evaluate or none does
+    if PLAN.evaluates(runs[0]):
+        opts += [
+            "--eval-data",
+            PLAN.split_dir(wc.task, "test"),
+            "--eval-every",
+            a["eval_every"],
+            "--eval-batch",
+            a["eval_batch"],
+        ]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -239,7 +269,9 @@ def figure_inputs(wc):
     elif wc.figure == "fig8_visuals":
         cell = config["report"]["visuals"]
         inputs["evals"] = [
-            str(PLAN.eval_dir(Run(cell["task"], cell["backbone"], v, PLAN.run_ids(cell["task"], v)[0])) / "summary.json")
+            str(
+                PLAN.eval_dir(Run(cell["task"], cell["backbone"], v, PLAN.run_ids(cell["task"], v)[0])) / "summary.json"
+            )
             for v in cell["variants"]
         ]
     return inputs

@@ -4,20 +4,20 @@
 rule prepare:
     output:
         manifest=f"{DATA}/{{dataset}}/manifest.json",
+    log:
+        "logs/prepare/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare/{dataset}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
     params:
         out=lambda wc: f"{DATA}/{wc.dataset}",
         root=config["run"]["raw_dir"],
         seed=config["run"]["seed"],
         spec=lambda wc: spec_option(wc.dataset),
-    conda:
-        CONDA_ENV,
-    log:
-        "logs/prepare/{dataset}.log",
-    benchmark:
-        "logs/benchmarks/prepare/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     shell:
         "python -m ioda prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} {params.spec} > {log} 2>&1"

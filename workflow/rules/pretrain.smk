@@ -7,21 +7,38 @@ rule pretrain:
         data=f"{DATA}/{{source}}/manifest.json",
     output:
         model=f"{RES}/pretrain/{{backbone}}/{{source}}.safetensors",
-    params:
-        preset=lambda wc: config["backbones"][wc.backbone]["preset"],
-        how=lambda wc: pretrain_options(wc),
-        device=DEVICE,
-    conda:
-        CONDA_ENV,
     log:
         "logs/pretrain/{backbone}/{source}.log",
     benchmark:
         "logs/benchmarks/pretrain/{backbone}/{source}.tsv"
+    conda:
+        CONDA_ENV
     threads: THREADS
     resources:
         gpu=GPU,
         mem_mb=8000,
         runtime=1440,
+    params:
+        preset=lambda wc: config["backbones"][wc.backbone]["preset"],
+        how=lambda wc: pretrain_options(wc),
+        device=DEVICE,
     shell:
         "OMP_NUM_THREADS={threads} python -m ioda pretrain --preset {params.preset} --out {output.model} {params.how} "
         "--device {params.device} > {log} 2>&1"
+
+
+# Registered trained weights used as they are (a backbone with `weights: craft_x4` and no preset): no
+# pre-training stage, only the pinned file fetched (network or IODA_MIRROR) and verified by its SHA-256.
+rule fetch_weights:
+    output:
+        weights=f"{RES}/weights/{{weights}}.pth",
+    log:
+        "logs/weights/{weights}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    shell:
+        "python -m ioda prepare {wildcards.weights} --out {output.weights} > {log} 2>&1"
