@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from ioda.config import load_config
+from ioda.plan import Plan, Run
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
 
@@ -50,7 +53,11 @@ def _run_interrupted(proj: Path, out_file: Path) -> dict:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    run_dirs = [proj / "results" / "adapt" / p.relative_to(adapt_logs).with_suffix("") for p in started]
+    # one log per backbone/task/variant cell; the cell's job adapts all its runs
+    plan = Plan(load_config(proj / "params.yaml"))
+    cells = [p.relative_to(adapt_logs).with_suffix("").parts for p in started]
+    run_dirs = [proj / plan.adapt_dir(Run(task, backbone, variant, r))
+                for backbone, task, variant in cells for r in plan.run_ids(task, variant)]
     return {"rc": rc, "interrupted_runs": run_dirs,
             "left_models": [d for d in run_dirs if (d / "model.safetensors").exists()],
             "summary_after_interrupt": (proj / "results" / "summary.md").exists()}

@@ -109,7 +109,7 @@ def test_resume_is_bit_exact(world, tmp_path):
 
 def test_resume_refuses_changed_settings(world, tmp_path):
     _trainer(world, tmp_path, steps=4, ckpt_every=2).run()
-    with pytest.raises(IodaError, match="cannot resume with lr=0.0005; the checkpoint was made with lr=0.001"):
+    with pytest.raises(IodaError, match="cannot resume: checkpoint has lr=0.001, this run asks lr=0.0005"):
         _trainer(world, tmp_path, steps=8, lr=5e-4).run(resume=True)
 
 
@@ -135,7 +135,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(world, tmp_p
         return loss * float("nan") if calls["n"] > 7 else loss
 
     tr.loss_fn = poisoned
-    with pytest.raises(IodaError, match="loss became nan at step 8.*last good checkpoint"):
+    with pytest.raises(IodaError, match="loss is nan at step 8.*last good checkpoint"):
         tr.run()
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 5
@@ -221,6 +221,69 @@ def test_encoder_auto_falls_back_to_untrained_tiny_offline_and_says_so(world, tm
     report = json.loads((out / "adapt.json").read_text())
     assert report["encoder"]["untrained"] is True and "tiny" in report["encoder"]["description"]
     assert "falling back to the UNTRAINED tiny encoder" in capsys.readouterr().err
+
+
+# -- the Python API ----------------------------------------------------------------------------------------------
+def test_api_adapt_equals_the_cli_bit_for_bit_and_leaves_the_source_model_alone(world, tmp_path):
+    from ioda.adapt import AdaptResult, AdaptSettings as Settings, adapt
+    from safetensors.torch import load_file
+
+    out = tmp_path / "cli"
+    assert adapt_main([str(world["photo"]), "--model", str(world["ckpt"]), "--out-dir", str(out), "--source-data",
+                       str(world["source"]), "--labels", str(world["labels"]), "--encoder", "tiny", "--steps", "3",
+                       "--lr-patch", str(PATCH), "--settings", "cpu", "--seed", "3", "--device", "cpu"]) == 0
+    loaded = load_model(world["ckpt"])
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    torch.manual_seed(123)  # whatever ran before, adapt() seeds from settings.seed
+    result = adapt(loaded, read_image(world["photo"]), variant="ioda", settings=Settings(steps=3, lr_patch=PATCH, seed=3),
+                   encoder=build_encoder("tiny", seed=3), source=world["source"], labels=world["labels_arr"])
+    assert isinstance(result, AdaptResult) and result.stats["steps"] == 3 and not result.model.training
+    cli_weights = load_file(out / "model.safetensors")
+    got = result.model.state_dict()
+    assert set(cli_weights) == set(got) and all(torch.equal(cli_weights[k], got[k]) for k in got)
+    assert any(not torch.equal(before[k], got[k]) for k in got)
+    assert all(torch.equal(before[k], v) for k, v in loaded.module.state_dict().items())
+
+
+def test_api_work_dir_keeps_the_logs_and_the_baselines_need_no_encoder(world, tmp_path):
+    from ioda.adapt import AdaptSettings as Settings, adapt
+
+    model = load_model(world["ckpt"]).module
+    photo = read_image(world["photo"])
+    res = adapt(model, world["photo"], variant="zssr", settings=Settings(steps=2, lr_patch=PATCH), scale=SCALE,
+                work_dir=tmp_path / "zssr")
+    assert res.stats["steps"] == 2 and (tmp_path / "zssr" / "train_log.csv").is_file()
+    assert adapt(model, photo, variant="baseline", scale=SCALE).model is model
+    with pytest.raises(IodaError, match="needs a CLIP encoder"):
+        adapt(model, photo, variant="ioda", scale=SCALE)
+    with pytest.raises(IodaError, match="scale is unknown"):
+        adapt(model, photo, variant="zssr")
+
+
+def test_many_images_in_one_process_equal_runs_of_their_own(world, tmp_path):
+    """--index 0 1: model, encoder and source load once; each image's files equal a single-image run's, bit for
+    bit (the training state is re-seeded per image)."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    write_image(pool / "a.png", read_image(world["photo"]))
+    write_image(pool / "b.png", imresize(skdata.coffee()[:256, :256], 1 / SCALE))
+    common = ["--model", str(world["ckpt"]), "--source-data", str(world["source"]), "--encoder", "tiny",
+              "--steps", "3", "--lr-patch", str(PATCH), "--device", "cpu", "--variant", "occlusion"]
+    assert adapt_main(["--pool", str(pool), "--index", "0", "1", "--out-dir", str(tmp_path / "cell"), *common]) == 0
+    for i in (1, 0):
+        single = tmp_path / f"single{i}"
+        assert adapt_main(["--pool", str(pool), "--index", str(i), "--out-dir", str(single), *common]) == 0
+        for name in ("model.safetensors", "sr.png", "train_log.csv"):
+            assert (tmp_path / "cell" / f"img{i}" / name).read_bytes() == (single / name).read_bytes(), name
+        report = json.loads((tmp_path / "cell" / f"img{i}" / "adapt.json").read_text())
+        assert report["photo"]["path"].endswith("ab"[i] + ".png")
+    assert (tmp_path / "cell" / "img0" / "model.safetensors").read_bytes() != \
+        (tmp_path / "cell" / "img1" / "model.safetensors").read_bytes()
+    with pytest.raises(IodaError, match="several images need --pool"):
+        adapt_main([str(world["photo"]), "--index", "0", "1", "--out-dir", str(tmp_path / "bad"), *common])
+    with pytest.raises(IodaError, match="one label map per --index"):
+        adapt_main(["--pool", str(pool), "--index", "0", "1", "--labels", str(world["labels"]),
+                    "--out-dir", str(tmp_path / "bad"), *common])
 
 
 # ---- adapt.protocol (issue 8) rows g, j, k, i through the trainer and the CLI --------------------------------

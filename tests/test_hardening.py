@@ -230,7 +230,7 @@ def test_row5_bad_resume_checkpoints(world, tmp_path):
     out2 = tmp_path / "run2"
     assert adapt_main(_args(world, out2, "--labels", str(world["labels"]), "--keep-checkpoint")) == 0
     state = torch.load(out2 / "checkpoint.pt", weights_only=True)
-    state["model_t"] = build_model("hat_tiny", seed=0).state_dict()
+    state["model"] = build_model("hat_tiny", seed=0).state_dict()  # the training loop's checkpoint format
     torch.save(state, out2 / "checkpoint.pt")
     msg = _refused(_args(world, out2, "--labels", str(world["labels"]), "--resume", "--steps", "4"))
     assert "checkpoint.pt: the checkpoint's weights do not fit this model" in msg

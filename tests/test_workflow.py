@@ -47,6 +47,15 @@ def job_counts(output: str) -> dict[str, int]:
     return {name: int(n) for name, n in (line.split() for line in m.group(1).strip().splitlines())}
 
 
+def adapt_jobs(jobs: dict[str, int]) -> int:
+    """Adaptation jobs: one per backbone x task x variant cell (rules adapt_<n>_images and adapt_finetune)."""
+    return sum(n for rule, n in jobs.items() if rule.startswith("adapt"))
+
+
+def n_cells(runs) -> int:
+    return len({(r.backbone, r.task, r.variant) for r in runs})
+
+
 # (the shared end-to-end run, fixture `e2e`, lives in conftest.py)
 def clone_run(src: Path, dst: Path) -> Path:
     """Copy a finished run, keeping modification times and Snakemake's metadata (.snakemake/)."""
@@ -90,9 +99,9 @@ def test_dry_run_plans_exactly_the_configured_runs(configfile):
     assert jobs.get("fetch_weights", 0) == len({plan.registered_weights(b) for b, _ in plan.pretrained()
                                                 if plan.weights_only(b)} - {None})
     assert jobs["masks"] == len(plan.masks_needed())
-    assert jobs["adapt"] + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
+    # one job per cell, however many target images it has
+    assert adapt_jobs(jobs) == n_cells(plan.adapt_runs()) <= len(plan.adapt_runs())
     assert jobs["evaluate"] == len(plan.runs())
-    assert jobs.get("adapt_with_curve", 0) == sum(plan.evaluates(r) for r in plan.adapt_runs())
 
 
 def test_paper_dry_run_uses_the_authors_settings():
@@ -100,8 +109,9 @@ def test_paper_dry_run_uses_the_authors_settings():
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     adapt = [line for line in out.splitlines() if "ioda adapt" in line and "--variant ioda" in line]
-    assert len(adapt) == 7 * 5 + 2 * 5  # Table 4's seven tasks + HAT and SRFormer on Canon, N = 5 each
+    assert len(adapt) == 7 + 2  # Table 4's seven tasks + HAT and SRFormer on Canon: one job per cell ...
     for line in adapt:
+        assert "--index 0 1 2 3 4 " in line  # ... adapting its N = 5 target images
         assert "--steps 1500 --batch-size 2 --lr-patch 128 --lr 1e-05 --betas 0.0 0.9919919678228579" in line
         assert "--encoder ViT-B-16-quickgelu --encoder-weights openai" in line
         assert "--alpha-weights weights/clip_b16_grit+mim_fultune_4xe.pth" in line
@@ -122,7 +132,8 @@ def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
     assert "ioda prepare bsd100_urban100" in out and "ioda prepare realsr_nikon_crops" in out
     adapt = [line for line in out.splitlines() if "ioda adapt" in line]
     ioda_runs = [line for line in adapt if "--variant ioda" in line]
-    assert len(ioda_runs) == 3 * 5  # craft on Canon and Nikon, ditn on Canon; 5 target images each
+    assert len(ioda_runs) == 3  # one job per cell: craft on Canon and Nikon, ditn on Canon ...
+    assert all("--index 0 1 2 3 4 " in line for line in ioda_runs)  # ... adapting its 5 target images
     assert all("--source-data data/bsd100_urban100/train" in line for line in adapt)
     assert any("--model results/realsr/weights/craft_x4.pth" in line for line in ioda_runs)
     assert any("--model results/realsr/weights/ditn_real_x4.pth" in line for line in ioda_runs)
@@ -179,7 +190,7 @@ def test_full_run_writes_tables_figures_and_summary(e2e):
     metrics = json.loads((e2e / "results" / "metrics" / "metrics.json").read_text())
     assert metrics["canon"]["safmn_tiny"]["ioda"]["n"] == plan.tasks["canon"]["targets"]
     # every rule wrote its log, heavy rules their benchmark
-    assert (e2e / "logs" / "adapt" / "safmn_tiny" / "canon" / "ioda" / "img0.log").stat().st_size > 0
+    assert (e2e / "logs" / "adapt" / "safmn_tiny" / "canon" / "ioda.log").stat().st_size > 0
     assert list((e2e / "logs" / "benchmarks" / "adapt").rglob("*.tsv"))
 
 
@@ -217,7 +228,7 @@ def test_changing_an_adapt_param_reruns_only_adaptation_onward(e2e, tmp_path):
     jobs = job_counts(proc.stdout + proc.stderr)
     plan = Plan(load_config(proj / "params.yaml"))
     uses_steps = [r for r in plan.adapt_runs() if r.variant not in ("finetune", "zssr")]
-    assert jobs.get("adapt", 0) + jobs.get("adapt_with_curve", 0) == len(uses_steps)
+    assert adapt_jobs(jobs) == n_cells(uses_steps)
     assert jobs["evaluate"] == len(uses_steps)  # the baseline and fine-tune evaluations stay
     assert not {"prepare", "pretrain", "masks"} & set(jobs)
     assert {"aggregate", "tables", "summary"} <= set(jobs)
@@ -235,8 +246,21 @@ def test_changing_the_encoder_reruns_the_guided_adaptations(e2e, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout + proc.stderr)
     plan = Plan(load_config(proj / "params.yaml"))
-    assert jobs.get("adapt", 0) + jobs.get("adapt_with_curve", 0) == len(plan.adapt_runs())
+    assert adapt_jobs(jobs) == n_cells(plan.adapt_runs())
     assert not {"prepare", "pretrain", "masks"} & set(jobs)
+
+
+@pytest.mark.slow
+def test_changing_one_cells_setting_reruns_only_that_cell(e2e, tmp_path):
+    proj = clone_run(e2e, tmp_path / "ioda")
+    cfg = yaml.safe_load((proj / "params.yaml").read_text())
+    cfg["adapt"]["finetune_steps"] += 1  # steers the fine-tune cell only
+    (proj / "params.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(proj, "-n", "-p", "--profile", "workflow/profiles/default")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = job_counts(proc.stdout + proc.stderr)
+    assert adapt_jobs(jobs) == jobs["adapt_finetune"] == 1 and jobs["evaluate"] == 1
+    assert "--variant finetune" in proc.stdout and "--variant ioda" not in proc.stdout
 
 
 @pytest.mark.slow

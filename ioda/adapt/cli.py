@@ -32,7 +32,8 @@ LOG = logging.getLogger("ioda.adapt")
 # sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
 AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
 # outputs of a run: on failure only those this run created or replaced are removed
-FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "labels.npz", "labels.json")
+FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
+                 "labels.json")
 
 
 def settings_preset(name: str) -> dict:
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
     p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
                    "by sorted name (how the workflow names a run's target image)")
-    p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
+    p.add_argument("--index", type=int, nargs="+", default=[0],
+                   help="with --pool: which image, from 0 (default 0); several: each adapted in turn, with the "
+                   "model, encoder and source pool loaded once, into --out-dir/img<I>/ (each equal to a run of its own)")
     p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
                    "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
@@ -67,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
     p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
                    "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
-    p.add_argument("--labels", help="instance label map of the photo (.npz from `ioda masks`); computed with "
+    p.add_argument("--labels", nargs="+", help="instance label map of the photo (.npz from `ioda masks`); computed with "
                    "--mask-source when the variant needs one and none is given")
     p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"],
                    help="instance source when --labels is not given: SLIC superpixels (offline) or SAM")
@@ -153,19 +156,11 @@ def _encoder(args, device: torch.device, clip_input: str, protocol: str):
     return build_encoder(name, pretrained=weights, seed=args.seed, **opts)
 
 
-def _source_dir(args, scale: int) -> Path:
-    if args.source_data:
-        return Path(args.source_data)
-    from ioda.data.prepare import ensure_builtin_source
-
-    return ensure_builtin_source(scale)
-
-
-def _labels(args, photo_path: Path, photo, out_dir: Path):
+def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Path):
     from ioda.masks import cached_label_map, load_label_map
 
-    if args.labels:
-        return load_label_map(args.labels, expected_hw=photo.shape[:2])
+    if labels_path:
+        return load_label_map(labels_path, expected_hw=photo.shape[:2])
     LOG.info("computing instance labels of the photo with %s", args.mask_source)
     params = ({"model_type": args.sam_model, "checkpoint": args.sam_checkpoint,
                "paint": get_protocol(args.protocol).paint} if args.mask_source == "sam" else {})
@@ -277,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
-    photo_path = image_arg(args.photo, args.pool, args.index)
-    photo = read_image(photo_path)  # fails early, naming the file, on corrupt / odd images
+    jobs = _jobs(args)
+    photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
 
     args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
@@ -292,32 +287,82 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(settings, key) < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
-    if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
-        raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch size "
-                        f"{settings.lr_patch} (use a larger photo or --lr-patch)")
-    out_dir = Path(args.out_dir)
-    created = ensure_writable_dir(out_dir, "--out-dir")
-    if args.resume and variant.method != "none":
-        _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": sha256_file(args.model)})
-    before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
+    for (photo_path, _, _), photo in zip(jobs, photos):
+        if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
+            raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch "
+                            f"size {settings.lr_patch} (use a larger photo or --lr-patch)")
+    model_sha = sha256_file(args.model)
+    created = {}
+    for photo_path, _, out_dir in jobs:
+        created[out_dir] = ensure_writable_dir(out_dir, "--out-dir")
+        if args.resume and variant.method != "none":
+            _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": model_sha})
     try:
-        stats, untrained = _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir)
-    except BaseException as err:
-        # No partial results, and nothing of an earlier run lost: remove only the outputs this run created or
-        # replaced (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for
-        # --resume, and drop a folder this run created if nothing worth keeping is in it.
-        keep = getattr(err, "keep", ())
-        for name, ident in before.items():
-            f = out_dir / name
-            if name not in keep and _identity(f) != ident and f.exists():
-                f.unlink()
-        if created and not (out_dir / "checkpoint.pt").exists():
-            shutil.rmtree(out_dir, ignore_errors=True)
+        shared = _Shared(args, device, variant, scale, settings)
+    except BaseException:
+        for out_dir, new in created.items():
+            if new:
+                shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    if untrained:
+    for (photo_path, labels_path, out_dir), photo in zip(jobs, photos):
+        before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
+        try:
+            stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
+        except BaseException as err:
+            # No partial results, and nothing of an earlier run lost: remove only the outputs this run created or
+            # replaced (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for
+            # --resume, and drop a folder this run created if nothing worth keeping is in it.
+            keep = getattr(err, "keep", ())
+            for name, ident in before.items():
+                f = out_dir / name
+                if name not in keep and _identity(f) != ident and f.exists():
+                    f.unlink()
+            if created[out_dir] and not (out_dir / "checkpoint.pt").exists():
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
+    if shared.untrained:
         LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
-    LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     return 0
+
+
+def _jobs(args) -> list[tuple[Path, str | None, Path]]:
+    """(photo, labels file, output folder) per run. Several --index values: one subfolder img<I> per image."""
+    indices = args.index
+    if args.photo is not None and len(indices) > 1:
+        raise IodaError("--index: several images need --pool DIR instead of a photo path")
+    if args.photo is not None or len(indices) == 1:
+        if args.labels and len(args.labels) > 1:
+            raise IodaError(f"--labels: one label map for one photo, got {len(args.labels)}")
+        return [(image_arg(args.photo, args.pool, indices[0]), args.labels and args.labels[0], Path(args.out_dir))]
+    if args.labels and len(args.labels) != len(indices):
+        raise IodaError(f"--labels: expected one label map per --index ({len(indices)}), got {len(args.labels)}")
+    if len(set(indices)) != len(indices):
+        raise IodaError(f"--index: each image once, got {' '.join(map(str, indices))}")
+    return [(image_arg(None, args.pool, i), args.labels[k] if args.labels else None, Path(args.out_dir) / f"img{i}")
+            for k, i in enumerate(indices)]
+
+
+class _Shared:
+    """What every image of one invocation shares, built once: the encoder and the source pool."""
+
+    def __init__(self, args, device, variant, scale, settings):
+        self.variant, self.scale, self.settings, self.device = variant, scale, settings, device
+        self.encoder = self.source = self.eval_fn = None
+        self.untrained = False
+        seed_everything(args.seed)
+        protocol = get_protocol(settings.protocol)
+        if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
+            from ioda.evaluate import DeviceEvaluator
+
+            self.eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
+                                           batch_size=settings.eval_batch)
+        if variant.method == "direction":
+            from ioda.adapt.api import source_pool
+
+            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
+            self.untrained = bool(self.encoder.untrained)
+            self.source = source_pool(args.source_data, scale, variant)
 
 
 def _labels_digest(labels) -> str | None:
@@ -333,49 +378,26 @@ def _tile_for(args, photo) -> int:
     return AUTO_TILE if photo.shape[0] * photo.shape[1] > AUTO_TILE_PIXELS else 0
 
 
-def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_dir):
-    from ioda.adapt.batches import DirectionSampler, SourcePool
-    from ioda.adapt.baselines import run_supervised_baseline
-    from ioda.adapt.trainer import DirectionTrainer
+def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir):
+    from ioda.adapt.api import adapt
     from ioda.archs import save_model
     from ioda.archs.tiling import upscale_image
-    from ioda.data.pairs import list_pairs
 
-    seed_everything(args.seed)
+    variant, settings, device, scale, encoder = (shared.variant, shared.settings, shared.device, shared.scale,
+                                                 shared.encoder)
     protocol = get_protocol(settings.protocol)
-    eval_fn = None
-    if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
-        from ioda.evaluate import DeviceEvaluator
-
-        eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
-                                  batch_size=settings.eval_batch)
-    encoder_desc, untrained = None, False
     # what a --resume must continue on: the same photo and source model (and label map, below)
-    inputs = {"photo": sha256_file(photo_path), "model": sha256_file(args.model)}
-    if variant.method == "none":
-        model_t, stats = loaded.module.to(device).eval(), {"seconds": 0.0, "steps": 0}
-    elif variant.method in ("finetune", "zssr"):
-        model_t, stats = run_supervised_baseline(
-            variant.method, loaded.module, scale=scale, target_lr=photo, target_train=args.target_train,
-            steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=settings.lr, seed=args.seed, device=device, work_dir=out_dir, resume=args.resume, inputs=inputs)
-    else:
-        encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
-        encoder_desc, untrained = encoder.description, bool(encoder.untrained)
-        labels = _labels(args, photo_path, photo, out_dir) if variant.needs_labels else None
-        source = SourcePool(list_pairs(_source_dir(args, scale), scale, require_hr=variant.reference == "hr"),
-                            scale, need_hr=variant.reference == "hr")
-        sampler = DirectionSampler(
-            photo, labels, source, scale=scale, lr_patch=settings.lr_patch, batch_size=settings.batch_size,
-            region=variant.region, occlusion=variant.occlusion, occlusion_p=settings.occlusion_p,
-            occlusion_cell=settings.occlusion_cell, occlusion_cell_p=settings.occlusion_cell_p,
-            region_opts=settings.region_opts, seed=args.seed,
-            occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
+    inputs = {"photo": sha256_file(photo_path), "model": model_sha}
+    labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
+    if variant.method == "direction":
         inputs["labels"] = _labels_digest(labels)
-        trainer = DirectionTrainer(loaded.module, encoder, sampler, variant, settings, device, out_dir, eval_fn,
-                                   inputs=inputs)
-        stats = trainer.run(resume=args.resume)
-        model_t = trainer.model_t
+    # adapt() seeds everything from settings.seed: each image gets what a run of its own would.
+    result = adapt(loaded.module, photo, variant=variant, settings=settings, encoder=encoder, source=shared.source,
+                   labels=labels, eval_fn=shared.eval_fn, work_dir=out_dir, scale=scale, device=device,
+                   target_train=args.target_train, resume=args.resume, inputs=inputs)
+    model_t, stats = result.model, result.stats
+    encoder_desc = encoder.description if encoder is not None else None
+    untrained = bool(encoder.untrained) if encoder is not None else False
     model_t.eval()
     model_path = out_dir / "model.safetensors"
     save_model(model_t, model_path, preset=loaded.preset, arch=loaded.arch, scale=scale,
@@ -421,7 +443,7 @@ def _run(args, device, variant, photo_path, photo, loaded, scale, settings, out_
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.exists() and not args.keep_checkpoint:
         ckpt.unlink()
-    return stats, untrained
+    return stats
 
 
 if __name__ == "__main__":

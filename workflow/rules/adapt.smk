@@ -1,55 +1,59 @@
-# Stage 4: one adaptation per backbone x task x variant x target image (the `baseline` cell needs none).
+# Stage 4: one job per backbone x task x variant cell adapts all the cell's target images in one process (the
+# source model, encoder and source pool load once; each image is re-seeded, so its files equal a run of its
+# own). Output lists have one entry per image, so there is one rule per image count (rules adapt_<n>_images);
+# finetune has one run per cell (`all`), the `baseline` cell needs none. With adapt.eval_every > 0 every
+# direction-loss run also writes its PSNR-vs-step curve.csv (adapt --eval-every, step 0 included: final and
+# oracle best step, in its adapt.json; the report reads the curves through the adapt.json).
 
 
-rule adapt:
-    input:
-        unpack(adapt_inputs),
-    output:
-        model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",
-        info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
-        losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
-    log:
-        "logs/adapt/{backbone}/{task}/{variant}/{run}.log",
-    benchmark:
-        "logs/benchmarks/adapt/{backbone}/{task}/{variant}/{run}.tsv"
-    conda:
-        CONDA_ENV
-    threads: THREADS
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=120,
-    params:
-        photo=adapt_photo,
-        out_dir=lambda wc, output: os.path.dirname(output.model),
-        source_data=lambda wc: str(PLAN.split_dir(wc.task, "source")),
-        steps=adapt_steps,
-        batch_size=config["adapt"]["batch_size"],
-        lr_patch=config["adapt"]["lr_patch"],
-        lr=config["adapt"]["lr"],
-        betas=" ".join(str(b) for b in config["adapt"]["betas"]),
-        protocol=config["adapt"]["protocol"],
-        seed=config["run"]["seed"],
-        device=DEVICE,
-        extra=adapt_extra,
-    shell:
-        "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
-        "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
-        "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
-        "--betas {params.betas} --protocol {params.protocol} --seed {params.seed} "
-        "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
+def _adapt_cell_rule(name, runs, constraints):
+    cell = f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}"
+
+    rule:
+        name:
+            name
+        input:
+            unpack(adapt_inputs),
+        output:
+            models=[f"{cell}/{r}/model.safetensors" for r in runs],
+            infos=[f"{cell}/{r}/adapt.json" for r in runs],
+            losses=[f"{cell}/{r}/train_log.csv" for r in runs],
+        log:
+            "logs/adapt/{backbone}/{task}/{variant}.log",
+        benchmark:
+            "logs/benchmarks/adapt/{backbone}/{task}/{variant}.tsv"
+        wildcard_constraints:
+            **constraints,
+        conda:
+            CONDA_ENV
+        threads: THREADS
+        resources:
+            gpu=GPU,
+            mem_mb=8000,
+            runtime=lambda wc: 120 * len(PLAN.run_ids(wc.task, wc.variant)),
+        params:
+            photo=adapt_photo,
+            out_dir=adapt_out_dir,
+            source_data=lambda wc: str(PLAN.split_dir(wc.task, "source")),
+            steps=adapt_steps,
+            batch_size=config["adapt"]["batch_size"],
+            lr_patch=config["adapt"]["lr_patch"],
+            lr=config["adapt"]["lr"],
+            betas=" ".join(str(b) for b in config["adapt"]["betas"]),
+            protocol=config["adapt"]["protocol"],
+            seed=config["run"]["seed"],
+            device=DEVICE,
+            extra=adapt_extra,
+        shell:
+            "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
+            "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
+            "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
+            "--betas {params.betas} --protocol {params.protocol} --seed {params.seed} "
+            "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
 
 
-# With adapt.eval_every > 0 every direction-loss run also writes its PSNR-vs-step curve (adapt --eval-every,
-# step 0 included: final and oracle best step): the same rule with one more output, chosen for those runs.
-use rule adapt as adapt_with_curve with:
-    output:
-        model=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/model.safetensors",
-        info=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/adapt.json",
-        losses=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/train_log.csv",
-        curve=f"{RES}/adapt/{{backbone}}/{{task}}/{{variant}}/{{run}}/curve.csv",
-    wildcard_constraints:
-        **CURVE_CONSTRAINTS,
-
-
-ruleorder: adapt_with_curve > adapt
+for _n, _tasks in sorted(image_run_counts().items()):
+    _adapt_cell_rule(
+        f"adapt_{_n}_images", [f"img{i}" for i in range(_n)], {"task": exactly(_tasks), "variant": IMAGE_RUN_VARIANTS}
+    )
+_adapt_cell_rule("adapt_finetune", ["all"], {"variant": "finetune"})

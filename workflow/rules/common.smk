@@ -39,15 +39,23 @@ CONDA_ENV = "../envs/ioda.yaml"
 EFFECTIVE_CONFIG = f"{RES}/config.json"
 
 
-def _exactly(names):
+def exactly(names):
+    """A wildcard constraint matching exactly these names ("(?!)" matches nothing)."""
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-# Wildcard constraints that match exactly the runs that evaluate along the way and write curve.csv: every
-# direction-loss adaptation when adapt.eval_every > 0 (Plan.evaluates; "(?!)" matches nothing).
-CURVE_CONSTRAINTS = {
-    "variant": _exactly(DIRECTION_VARIANTS if config["adapt"]["eval_every"] > 0 else []),
-}
+# Variants with one run per target image (img0, img1, ...): all but the fine-tune and the source model.
+IMAGE_RUN_VARIANTS = r"(?!(?:finetune|baseline)$)[a-z_]+"
+
+
+def image_run_counts():
+    """{number of target images: tasks with that many}: one adapt rule per count (rules/adapt.smk)."""
+    counts = {}
+    for name, t in PLAN.tasks.items():
+        counts.setdefault(t["targets"], []).append(name)
+    return counts
+
+
 PROTOCOL = get_protocol(config["adapt"]["protocol"])
 
 
@@ -90,9 +98,12 @@ def all_evaluated():
     return [str(PLAN.eval_dir(r) / "summary.json") for r in PLAN.runs()]
 
 
-def curve_files():
-    """The plotted curves (report.curves cell)."""
-    return [str(PLAN.adapt_dir(r) / "curve.csv") for r in PLAN.adapt_runs() if PLAN.curve_cell(r) and PLAN.evaluates(r)]
+def curve_runs():
+    """The adapt.json of every run that writes the oracle curve.csv (next to it; not a declared output, since
+    a cell's job writes the curves of all its images): the report.curves cell's runs that evaluate along the way."""
+    return [
+        str(PLAN.adapt_dir(r) / "adapt.json") for r in PLAN.adapt_runs() if PLAN.curve_cell(r) and PLAN.evaluates(r)
+    ]
 
 
 def adapt_jsons():
@@ -107,7 +118,7 @@ def figure_names():
     names = ["fig1_bars", "fig4_tsne"]
     if config["report"]["visuals"]:
         names.append("fig8_visuals")
-    if curve_files():
+    if curve_runs():
         names.append("curves")
     return names
 
@@ -124,9 +135,8 @@ def adapt_inputs(wc):
         "source": str(PLAN.manifest(t["source"])),
         "target": str(PLAN.manifest(t["target"])),
     }
-    r = run_of(wc)
     if wc.variant in NEEDS_LABELS:
-        inputs["labels"] = str(PLAN.labels(t["target"], r.image_index))
+        inputs["labels"] = [str(PLAN.labels(t["target"], r.image_index)) for r in cell_runs(wc)]
     return inputs
 
 
@@ -181,14 +191,25 @@ def masks_options():
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
+def cell_runs(wc):
+    """The runs of one adapt job: every target image of a backbone x task x variant cell."""
+    return [Run(wc.task, wc.backbone, wc.variant, r) for r in PLAN.run_ids(wc.task, wc.variant)]
+
+
 def adapt_photo(wc):
-    """`--pool DIR --index I`: the run's target image (fine-tune: the first pair of its training split). The
-    names are known only once `ioda prepare` has run, so `ioda adapt` picks the file (ioda.imageio.pick_image)."""
+    """`--pool DIR --index I J ...`: the cell's target images (fine-tune: the first pair of its training split).
+    The names are known only once `ioda prepare` has run, so `ioda adapt` picks the files (ioda.imageio)."""
     if wc.variant == "finetune":
-        pool, index = PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", 0
+        pool, indices = PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", [0]
     else:
-        pool, index = pool_dir(task_cfg(wc)["target"]), run_of(wc).image_index
-    return " ".join(shlex.quote(str(x)) for x in ("--pool", pool, "--index", index))
+        pool, indices = pool_dir(task_cfg(wc)["target"]), [r.image_index for r in cell_runs(wc)]
+    return " ".join(shlex.quote(str(x)) for x in ("--pool", pool, "--index", *indices))
+
+
+def adapt_out_dir(wc):
+    """Several images: `ioda adapt` writes each into <cell>/img<I>/; one image: into the folder given."""
+    runs = cell_runs(wc)
+    return str(PLAN.adapt_dir(runs[0]) if len(runs) == 1 else PLAN.adapt_dir(runs[0]).parent)
 
 
 def adapt_steps(wc):
@@ -199,7 +220,7 @@ def adapt_steps(wc):
 def adapt_extra(wc):
     """Variant-specific flags. Everything that changes a run's result is a param, so Snakemake reruns it.
     A function of the wildcards only: Snakemake does not compare params that depend on `input`."""
-    r, t, a, enc = run_of(wc), task_cfg(wc), config["adapt"], config["encoder"]
+    runs, t, a, enc = cell_runs(wc), task_cfg(wc), config["adapt"], config["encoder"]
     opts = ["--encoder", enc["name"]]
     for flag, key in (("--encoder-weights", "weights"), ("--alpha-weights", "alpha_weights")):
         if enc[key]:
@@ -210,7 +231,7 @@ def adapt_extra(wc):
             opts += [flag, a[key]]
     opts += ["--clip-antialias" if a["clip_antialias"] else "--no-clip-antialias"]
     if wc.variant in NEEDS_LABELS:
-        opts += ["--labels", PLAN.labels(t["target"], r.image_index)]
+        opts += ["--labels", *(PLAN.labels(t["target"], r.image_index) for r in runs)]
     if wc.variant == "text_guided" and t["prompts"]:
         opts += ["--prompts", *t["prompts"]]
     if wc.variant == "finetune":
@@ -220,7 +241,9 @@ def adapt_extra(wc):
     if VARIANTS[wc.variant].occlusion:
         occ = a["occlusion"]
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
-    if PLAN.evaluates(r):
+    # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
+    # oracle best step); a cell's runs share the variant, so they all evaluate or none does
+    if PLAN.evaluates(runs[0]):
         opts += [
             "--eval-data",
             PLAN.split_dir(wc.task, "test"),
@@ -242,7 +265,7 @@ def figure_inputs(wc):
         inputs["data"] = str(PLAN.manifest(target))
         inputs["labels"] = str(PLAN.labels(target, 0))
     elif wc.figure == "curves":
-        inputs["curves"] = curve_files()
+        inputs["curves"] = curve_runs()
     elif wc.figure == "fig8_visuals":
         cell = config["report"]["visuals"]
         inputs["evals"] = [

@@ -21,8 +21,7 @@ rule aggregate:
     input:
         config=EFFECTIVE_CONFIG,
         evals=all_evaluated(),
-        adapts=adapt_jsons(),
-        curves=curve_files(),
+        adapts=adapt_jsons(),  # also stands for the curve.csv next to the report.curves cell's
     output:
         runs=report(
             f"{RES}/metrics/runs.csv", caption="../report/runs.rst", category="Metrics", labels={"file": "runs"}

@@ -1,0 +1,143 @@
+"""`ioda.adapt.adapt`: adapt a pretrained SR model to the domain of one low-resolution photo, from Python.
+
+This is the whole method choice (the source model as is, a supervised baseline, or the direction loss); the
+`ioda adapt` command only builds its inputs from flags and writes files around it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ioda.adapt.trainer import AdaptSettings
+from ioda.adapt.variants import Variant, get_variant
+from ioda.errors import IodaError
+from ioda.runtime import seed_everything
+
+
+@dataclass
+class AdaptResult:
+    """The adapted model (in eval mode, on the run's device) and the run's facts (steps, seconds, losses...)."""
+
+    model: nn.Module
+    stats: dict = field(default_factory=dict)
+
+
+def _scale(model, scale: int | None, source) -> int:
+    for s in (scale, getattr(model, "scale", None), getattr(source, "scale", None)):
+        if s:
+            return int(s)
+    raise IodaError("adapt: the model's scale is unknown (pass scale=, a LoadedModel from ioda.archs.load_model, "
+                    "or a SourcePool)")
+
+
+def adapt(
+    model: nn.Module,
+    photo: np.ndarray | str | os.PathLike,
+    *,
+    variant: str | Variant = "ioda",
+    settings: AdaptSettings | None = None,
+    encoder=None,
+    source=None,
+    labels: np.ndarray | None = None,
+    eval_fn: Callable[[nn.Module], dict] | None = None,
+    work_dir: str | os.PathLike | None = None,
+    scale: int | None = None,
+    device: str | torch.device | None = None,
+    target_train: str | os.PathLike | None = None,
+    resume: bool = False,
+    inputs: dict[str, str | None] | None = None,
+) -> AdaptResult:
+    """Adapt `model` (an nn.Module, or the LoadedModel of ioda.archs.load_model) to `photo` (HxWx3 uint8 array or
+    an image file). The source model is never changed; the result is a new module (the same one for `none`).
+
+    - variant: a name from ioda.adapt.variants.VARIANTS (or a Variant, e.g. the text-guided one with prompts);
+    - settings: AdaptSettings (default: the params schema's defaults); settings.seed seeds everything here, so
+      the same inputs give the same weights whatever ran before in the process;
+    - encoder: a CLIP encoder from ioda.clip.build_encoder (direction-loss variants only);
+    - source: a SourcePool or a source split folder (default: the bundled scikit-image source set);
+    - labels: the photo's instance label map (variants with instance regions; default: SLIC superpixels);
+    - eval_fn: model -> {mean_psnr, mean_ssim}, called every settings.eval_every steps for the oracle curve;
+    - work_dir: where checkpoint.pt, train_log.csv and curve.csv go (default: a temporary folder, removed);
+    - target_train: the target split with HR for the `finetune` baseline; resume: continue from work_dir;
+    - inputs: name -> sha256 of the files this run adapts on (photo, model, labels), kept in the checkpoint: a
+      resume from a checkpoint made from other inputs is refused.
+    """
+    from ioda.imageio import read_image
+
+    settings = settings or AdaptSettings()
+    if isinstance(variant, str):
+        variant = get_variant(variant)
+    if not isinstance(photo, np.ndarray):
+        photo = read_image(photo)
+    module = getattr(model, "module", model)
+    scale = _scale(model, scale, source)
+    if device is None:
+        device = next(iter(module.parameters()), torch.zeros(0)).device
+    device = torch.device(device)
+    if work_dir is None:
+        with tempfile.TemporaryDirectory(prefix="ioda-adapt-") as tmp:
+            return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, Path(tmp), scale,
+                          device, target_train, resume, inputs)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
+                  target_train, resume, inputs)
+
+
+def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
+           target_train, resume, inputs) -> AdaptResult:
+    seed_everything(settings.seed)
+    if variant.method == "none":
+        return AdaptResult(module.to(device).eval(), {"seconds": 0.0, "steps": 0})
+    if variant.method in ("finetune", "zssr"):
+        from ioda.adapt.baselines import run_supervised_baseline
+
+        model_t, stats = run_supervised_baseline(
+            variant.method, module, scale=scale, target_lr=photo, target_train=target_train,
+            steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
+            lr=settings.lr, seed=settings.seed, device=device, work_dir=work_dir, resume=resume, inputs=inputs)
+        return AdaptResult(model_t.eval(), stats)
+    from ioda.adapt.batches import DirectionSampler, SourcePool
+    from ioda.adapt.protocol import get_protocol
+    from ioda.adapt.trainer import DirectionTrainer
+
+    if encoder is None:
+        raise IodaError(f"adapt: variant {variant.name!r} needs a CLIP encoder (ioda.clip.build_encoder)")
+    if not isinstance(source, SourcePool):
+        source = source_pool(source, scale, variant)
+    if variant.needs_labels and labels is None:
+        from ioda.masks import compute_label_map
+
+        labels = compute_label_map(photo, source="superpixel")
+    protocol = get_protocol(settings.protocol)
+    sampler = DirectionSampler(
+        photo, labels if variant.needs_labels else None, source, scale=scale, lr_patch=settings.lr_patch,
+        batch_size=settings.batch_size, region=variant.region, occlusion=variant.occlusion,
+        occlusion_p=settings.occlusion_p, occlusion_cell=settings.occlusion_cell,
+        occlusion_cell_p=settings.occlusion_cell_p, region_opts=settings.region_opts, seed=settings.seed,
+        occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
+    trainer = DirectionTrainer(module, encoder, sampler, variant, settings, device, work_dir, eval_fn, inputs=inputs)
+    stats = trainer.run(resume=resume)
+    return AdaptResult(trainer.model_t.eval(), stats)
+
+
+def source_pool(folder: str | os.PathLike | None, scale: int, variant: Variant):
+    """The SourcePool a variant samples from: `folder` (a split with LR_x<scale>/, and HR/ for real_hr), or the
+    clean MATLAB-bicubic LR of the photos bundled with scikit-image."""
+    from ioda.adapt.batches import SourcePool
+    from ioda.data.pairs import list_pairs
+
+    if folder is None:
+        from ioda.data.prepare import ensure_builtin_source
+
+        folder = ensure_builtin_source(scale)
+    need_hr = variant.reference == "hr"
+    return SourcePool(list_pairs(Path(folder), scale, require_hr=need_hr), scale, need_hr=need_hr)
