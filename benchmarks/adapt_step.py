@@ -11,6 +11,10 @@ Presets: `demo` = the offline demo's settings (params.yaml: safmn_tiny, the tiny
 (a shared machine drifts), and the median s/step is reported. Goals (issue 10, CPU demo preset): ours at least
 1.5x faster than naive and within 1.15x of the floor.
 
+K runs (`--runs K`, default 4; 0 skips): K adaptation runs (own photo, own seed, shared source model and encoder)
+stepped one after another (K DirectionTrainers, each its own step) vs together (ioda.adapt.stacked: the K
+target models in one vmap'd forward, one CLIP forward for all); reported as seconds per step of all K runs.
+
     python benchmarks/adapt_step.py                                  # demo preset, CPU
     python benchmarks/adapt_step.py --preset paper --device cuda     # the paper's networks on a GPU
 Writes benchmarks/out/adapt_step-<preset>-<device type>.json.
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 
 from ioda.adapt.batches import DirectionSampler, SourcePool
+from ioda.adapt.stacked import StackedTrainers
 from ioda.adapt.losses import direction_loss
 from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
 from ioda.adapt.variants import get_variant
@@ -146,6 +151,44 @@ def bench(preset: str, encoder_name: str, lr_patch: int, batch: int, steps: int,
     return result
 
 
+def _trainers(k: int, preset: str, encoder_name: str, lr_patch: int, batch: int, steps: int, device, world,
+              tmp: Path) -> list[DirectionTrainer]:
+    _, labels, source = world
+    rng = np.random.default_rng(1)
+    model = build_model(preset, seed=0)
+    enc = build_encoder(encoder_name, seed=0, device=device)
+    out = []
+    for i in range(k):
+        photo = rng.integers(0, 256, (labels.shape[0], labels.shape[1], 3), dtype=np.uint8)
+        sampler = DirectionSampler(photo, labels, source, scale=4, lr_patch=lr_patch, batch_size=batch,
+                                   region="instance", occlusion=True, seed=i)
+        settings = AdaptSettings(steps=steps, batch_size=batch, lr_patch=lr_patch, seed=i)
+        out.append(DirectionTrainer(model, enc, sampler, get_variant("ioda"), settings, device, tmp / f"run{i}"))
+    return out
+
+
+def bench_runs(k: int, preset: str, encoder_name: str, lr_patch: int, batch: int, steps: int, repeats: int,
+               device: torch.device, tmp: Path) -> dict:
+    """Seconds per step of all K runs: one after another vs stacked (interleaved repeats, median)."""
+    world = _world(tmp, lr_patch)
+    times: dict[str, list[float]] = {"one_after_another": [], "stacked": []}
+    for _ in range(repeats):
+        trainers = _trainers(k, preset, encoder_name, lr_patch, batch, steps, device, world, tmp)
+
+        def sequential():
+            for t in trainers:
+                t.train_step()
+
+        times["one_after_another"].append(_time(sequential, steps, warmup=2, device=device)["s_per_step"])
+        stacked = StackedTrainers(_trainers(k, preset, encoder_name, lr_patch, batch, steps, device, world, tmp))
+        times["stacked"].append(_time(stacked.train_step, steps, warmup=2, device=device)["s_per_step"])
+        del trainers, stacked
+    out = {"runs": k, **{m: {"s_per_step_all_runs": statistics.median(v), "all": v} for m, v in times.items()}}
+    out["stacked_speedup"] = (out["one_after_another"]["s_per_step_all_runs"]
+                              / out["stacked"]["s_per_step_all_runs"])
+    return out
+
+
 MODES = ("naive", "ours", "floor")
 GOALS = {"speedup_vs_naive": 1.5, "ratio_to_floor": 1.15}  # issue 10, for the CPU demo preset
 
@@ -172,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per measurement (after 2 warm-up steps)")
     ap.add_argument("--repeats", type=int, default=3, help="measurements per mode; the median is reported")
+    ap.add_argument("--runs", type=int, default=4, help="K for the K-runs comparison (0: skip it)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: the preset config's run.threads, as "
                     "its jobs run; the demo: 1)")
     ap.add_argument("--out", help="result JSON (default: benchmarks/out/adapt_step-<preset>-<device type>.json)")
@@ -191,6 +235,14 @@ def main(argv=None) -> int:
             print(f"  {mode:6s} {r[mode]['s_per_step'] * 1000:9.1f} ms/step")
         print(f"  ours vs naive: {r['speedup_vs_naive']:.2f}x faster (goal >= {GOALS['speedup_vs_naive']}x on CPU)")
         print(f"  ours / floor:  {r['ratio_to_floor']:.2f}x (goal <= {GOALS['ratio_to_floor']}x on CPU)", flush=True)
+        if args.runs:
+            with tempfile.TemporaryDirectory() as tmp:
+                r["k_runs"] = kr = bench_runs(args.runs, backbone, enc, patch, batch, args.steps, args.repeats,
+                                              device, Path(tmp))
+            print(f"  {args.runs} runs one after another {kr['one_after_another']['s_per_step_all_runs'] * 1000:9.1f} "
+                  f"ms per step of all runs")
+            print(f"  {args.runs} runs stacked           {kr['stacked']['s_per_step_all_runs'] * 1000:9.1f} "
+                  f"ms per step of all runs ({kr['stacked_speedup']:.2f}x)", flush=True)
     out = Path(args.out) if args.out else OUT / f"adapt_step-{args.preset}-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"torch": torch.__version__, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -9,6 +9,7 @@ Nothing is written unless every image succeeded.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import math
@@ -161,6 +162,7 @@ class DeviceEvaluator:
             to = lambda arrs: torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous().to(self.device)  # noqa: E731
             self.groups.append(([n for n, _, _ in items], to([lr for _, lr, _ in items]), to([hr for _, _, hr in items])))
         self.names = [n for names, _, _ in self.groups for n in names]
+        self._first: tuple[list[torch.Tensor], dict] | None = None  # (weights, summary) of the first model
 
     @torch.no_grad()
     def scores(self, model: nn.Module) -> tuple[list[float], list[float]]:
@@ -184,11 +186,23 @@ class DeviceEvaluator:
         return both[0], both[1]
 
     def __call__(self, model: nn.Module) -> dict[str, Any]:
+        # Every run of a cell starts from the same source model: its step-0 pass is computed once per process.
+        # The first model evaluated is remembered and a model with equal weights gets its summary back.
+        state = [t.detach() for t in model.state_dict().values()]
+        if self._first is not None and _same_weights(self._first[0], state):
+            return copy.deepcopy(self._first[1])
         psnr, ssim = self.scores(model)
         rows = [{"image": n, "psnr": p, "ssim": s} for n, p, s in zip(self.names, psnr, ssim)]
         summary = _summary(rows, self.scale, self.crop, self.test_y_channel, self.device, self.tile)
         summary.update(crop_hr=self.crop_hr, dataset=self.split_dir)
+        if self._first is None:
+            self._first = ([t.clone() for t in state], copy.deepcopy(summary))
         return summary
+
+
+def _same_weights(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and x.dtype == y.dtype and x.device == y.device
+                                    and torch.equal(x, y) for x, y in zip(a, b))
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:

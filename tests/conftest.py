@@ -25,6 +25,7 @@ ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
 
 
 def _copy_project(src: Path, dst: Path) -> Path:
+    """What a fresh clone of src holds, copied to dst (no data/, results/, caches)."""
     # benchmarks/pipeline.py owns "what a fresh clone holds"; load it by path (benchmarks/ is not a package).
     spec = importlib.util.spec_from_file_location("ioda_pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
     mod = importlib.util.module_from_spec(spec)
@@ -75,6 +76,12 @@ def e2e_run(tmp_path_factory) -> dict:
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/default", "--cores", "2"],
                           cwd=proj, env=ENV, capture_output=True, text=True, timeout=600)
     return {"dir": proj, "proc": proc, "seconds": time.perf_counter() - start, "interrupt": interrupt}
+
+
+@pytest.fixture(scope="session")
+def copy_project():
+    """_copy_project(src, dst) for tests that need a project of their own."""
+    return _copy_project
 
 
 @pytest.fixture(scope="session")

@@ -196,6 +196,27 @@ def test_device_evaluator_agrees_with_evaluate_model(split):
             assert got["n"] == ref["n"] and got["n_inf"] == ref["n_inf"]
 
 
+def test_device_evaluator_computes_the_first_models_pass_once(split):
+    """Every run of a cell starts from the source model: its step-0 pass is reused, any other model is scored."""
+    from ioda.evaluate import DeviceEvaluator
+
+    ev = DeviceEvaluator(split, 4)
+    passes = []
+    scores = ev.scores
+    ev.scores = lambda m: passes.append(1) or scores(m)
+    source = Blur()
+    first = ev(source)
+    copy_of_source = Blur()  # other module, equal weights: what each run's model is at step 0
+    again = ev(copy_of_source)
+    assert len(passes) == 1 and again == first and again is not first
+    with torch.no_grad():
+        copy_of_source.conv.weight.add_(1e-3)  # one adaptation step later
+    moved = ev(copy_of_source)
+    assert len(passes) == 2 and moved["mean_psnr"] != first["mean_psnr"]
+    assert ev(source) == first and len(passes) == 2  # still the remembered one
+    assert ev(copy_of_source) == moved and len(passes) == 3  # only the first model is remembered
+
+
 def test_l_hr_larger_than_scale_x_lr_is_cropped_under_authors_else_refused(tmp_path):
     from ioda.evaluate import DeviceEvaluator
 

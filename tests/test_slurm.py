@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
 
 
-def copy_project(src: Path, dst: Path) -> Path:
-    # benchmarks/pipeline.py owns "what a fresh clone holds"; load it by path (benchmarks/ is not a package).
-    spec = importlib.util.spec_from_file_location("ioda_pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.copy_project(src, dst)
-
-
 def planned_jobs(output: str) -> dict[str, int]:
     """The 'Job stats' table Snakemake prints when it starts -> {rule: count}."""
     m = re.search(r"Job stats:\n.*?\n-+ +-+\n(.*?)\ntotal", output, re.S)
@@ -97,7 +89,7 @@ def _comparable_files(run: Path) -> dict[str, str]:
     return {str(p.relative_to(run)): _digest(p) for g in globs for p in sorted(run.glob(g))}
 
 
-def test_ci_config_runs_through_the_slurm_profile(cluster, e2e, tmp_path):  # e2e: the local run (conftest.py)
+def test_ci_config_runs_through_the_slurm_profile(cluster, e2e, tmp_path, copy_project):  # e2e: the local run (conftest.py)
     proj = copy_project(ROOT, tmp_path / "ioda")
     shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
     _point_profile_at(proj, cluster)

@@ -3,7 +3,6 @@ of the CI config (.test/; fixture `e2e` in conftest.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -22,16 +21,6 @@ from ioda.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
-
-
-def _load_benchmark_module():
-    spec = importlib.util.spec_from_file_location("ioda_pipeline_benchmark", ROOT / "benchmarks" / "pipeline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-copy_project = _load_benchmark_module().copy_project
 
 
 def snakemake(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -140,7 +129,7 @@ def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
     assert re.search(r"ioda evaluate --model results/realsr/weights/craft_x4.pth --data data/realsr_nikon_crops/test", out)
 
 
-def test_paper_run_fails_early_naming_the_manual_files(tmp_path):
+def test_paper_run_fails_early_naming_the_manual_files(tmp_path, copy_project):
     """A real run of the paper config stops in its first jobs (dataset preparation) with instructions."""
     proj = copy_project(ROOT, tmp_path / "ioda")
     proc = snakemake(proj, "--configfile", "config/paper.yaml", "--cores", "1", "data/RealSR_Canon/manifest.json")

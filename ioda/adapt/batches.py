@@ -35,6 +35,19 @@ class Batch:
         moved = {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return Batch(**moved)
 
+    @staticmethod
+    def cat(batches: list["Batch"]) -> "Batch":
+        """The batches of several runs one after another along dim 0 (ioda.adapt.stacked)."""
+        fields = {}
+        for k, v in vars(batches[0]).items():
+            if isinstance(v, torch.Tensor):
+                fields[k] = torch.cat([getattr(b, k) for b in batches])
+            elif v is None:
+                fields[k] = None
+            else:
+                fields[k] = sum(getattr(b, k) for b in batches)
+        return Batch(**fields)
+
 
 class SourcePool:
     """Source pairs read lazily with a small LRU cache: DF2K does not fit in memory, the demo set does."""

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ioda.adapt.batches import DirectionSampler
+from ioda.adapt.batches import Batch, DirectionSampler
 from ioda.adapt.losses import get_loss
 from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import Variant
@@ -157,9 +157,19 @@ class DirectionTrainer:
 
     def train_step(self) -> torch.Tensor:
         b = self.sampler.sample().to(self.device)
-        n = b.lr_t.shape[0]
         self.fallbacks += b.fallbacks
-        self.samples += n
+        self.samples += b.lr_t.shape[0]
+        loss = self.step_loss(b, self.model_t)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def step_loss(self, b: Batch, forward_t: Callable[[torch.Tensor], torch.Tensor], runs: int = 1) -> torch.Tensor:
+        """The direction loss of one step. `forward_t` is M_T; with runs > 1, b holds the batches of that many
+        runs one after another (same source model and encoder, ioda.adapt.stacked) and one loss per run is
+        returned (shape [runs])."""
+        n = b.lr_t.shape[0]
         cl = torch.channels_last if self.settings.channels_last else torch.contiguous_format
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             with torch.no_grad():
@@ -175,13 +185,12 @@ class DirectionTrainer:
                     # E(LR_S), E(LR_T) and E(M_S(LR_S)) in one tower forward.
                     e_lr_s, e_lr_t, e_sr_s = (self._features(e) for e in self.encoder.encode_images(
                         [(b.lr_s, None), (b.lr_t, b.alpha_t), (ref, None)]))
-            sr_t = self._sr_view(self.model_t(b.lr_t.contiguous(memory_format=cl)), b.keep_t_hr)
+            sr_t = self._sr_view(forward_t(b.lr_t.contiguous(memory_format=cl)), b.keep_t_hr)
             e_sr_t = self._encode(sr_t, b.alpha_t_hr)
-            loss = self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return loss.detach()
+            if runs == 1:
+                return self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)
+            per_run = zip(*(e.chunk(runs) for e in (e_lr_s, e_lr_t, e_sr_s, e_sr_t)))
+            return torch.stack([self.loss_fn(*parts) for parts in per_run])
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict:
