@@ -182,7 +182,6 @@ def bench_runs(k: int, preset: str, encoder_name: str, lr_patch: int, batch: int
         times["one_after_another"].append(_time(sequential, steps, warmup=2, device=device)["s_per_step"])
         stacked = StackedTrainers(_trainers(k, preset, encoder_name, lr_patch, batch, steps, device, world, tmp))
         times["stacked"].append(_time(stacked.train_step, steps, warmup=2, device=device)["s_per_step"])
-        del trainers, stacked
     out = {"runs": k, **{m: {"s_per_step_all_runs": statistics.median(v), "all": v} for m, v in times.items()}}
     out["stacked_speedup"] = (out["one_after_another"]["s_per_step_all_runs"]
                               / out["stacked"]["s_per_step_all_runs"])

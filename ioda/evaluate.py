@@ -217,14 +217,16 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ioda evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True,
-                    help="checkpoint (.safetensors/.pth), registered weights (craft_x4, ditn_real_x4) or 'bicubic'")
+    ap.add_argument("--model", required=True, nargs="+",
+                    help="checkpoint (.safetensors/.pth), registered weights (craft_x4, ditn_real_x4) or 'bicubic'; "
+                    "several: each scored in turn in this one process (one --out-csv/--out-json each)")
     ap.add_argument("--preset", choices=preset_names(), help="expected preset (checked against the checkpoint)")
     ap.add_argument("--scale", type=int, help="needed with --model bicubic (default 4); else checked")
     ap.add_argument("--data", required=True, help="split folder with HR/ and LR_x<scale>/")
-    ap.add_argument("--out-csv", required=True)
-    ap.add_argument("--out-json", required=True)
-    ap.add_argument("--save-images", help="folder for the SR images (PNG)")
+    ap.add_argument("--out-csv", required=True, nargs="+", help="per-image scores, one per --model")
+    ap.add_argument("--out-json", required=True, nargs="+", help="summary, one per --model")
+    ap.add_argument("--save-images", nargs="+",
+                    help="folder for the SR images (PNG), one per --model ('-': not saved for that model)")
     ap.add_argument("--tile", type=int, default=0, help="LR tile size for tiled inference (0: whole image)")
     ap.add_argument("--crop-border", type=int, help="default: the scale")
     ap.add_argument("--rgb", action="store_true", help="score on RGB instead of the Y channel")
@@ -242,29 +244,44 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging(args.log)
     if args.tile < 0:
         raise IodaError(f"--tile must be 0 (whole image) or a positive tile size in LR px, got {args.tile}")
+    n = len(args.model)
+    for flag, values in (("--out-csv", args.out_csv), ("--out-json", args.out_json),
+                         ("--save-images", args.save_images)):
+        if values is not None and len(values) != n:
+            raise IodaError(f"{flag}: expected one value per --model ({n}), got {len(values)}")
+    saves = [None if s == "-" else s for s in (args.save_images or [None] * n)]
     device = resolve_device(args.device)
-    ident: dict[str, Any]
-    if args.model == BICUBIC:
+    loaded = [_load(m, args, device) for m in args.model]  # every checkpoint checked before any work
+    done: list[str] = []
+    try:
+        for (model, scale, ident), name, out_csv, out_json, save in zip(loaded, args.model, args.out_csv,
+                                                                        args.out_json, saves):
+            log.info("evaluating %s on %s (x%d, device %s, tile %d)", name, args.data, scale, device, args.tile)
+            rows, summary = evaluate_model(model, args.data, scale, device=device, tile=args.tile,
+                                           crop_border=args.crop_border, test_y_channel=not args.rgb,
+                                           save_dir=save, crop_hr=args.crop_hr)
+            summary = {**ident, **summary, "label": args.label}
+            # both files or neither: the JSON is written only after the CSV, and the CSV removed if the JSON fails
+            write_text(out_csv, rows_to_csv(rows))
+            with removed_on_failure(out_csv):
+                write_json(out_json, summary)
+            done += [out_csv, out_json]
+            log.info("%s: PSNR %s dB, SSIM %.4f over %d images (%d inf)", args.data, summary["mean_psnr"],
+                     summary["mean_ssim"], summary["n"], summary["n_inf"])
+    except BaseException:
+        for f in done:  # one invocation, one result: no model's scores are left behind when a later one fails
+            Path(f).unlink(missing_ok=True)
+        raise
+    return 0
+
+
+def _load(name: str, args, device) -> tuple[nn.Module | str, int, dict[str, Any]]:
+    if name == BICUBIC:
         if args.preset:
             raise IodaError("--preset: not meaningful with --model bicubic")
-        model: nn.Module | str = BICUBIC
-        scale = args.scale or 4
-        ident = {"model": BICUBIC, "model_sha256": None, "preset": None, "arch": "bicubic (MATLAB imresize)"}
-    else:
-        path = resolve_checkpoint(args.model)  # a registered name (craft_x4 ...) -> its verified cached file
-        loaded = load_model(path, preset=args.preset, scale=args.scale, device=device)
-        model, scale = loaded.module, loaded.scale
-        ident = {"model": str(args.model), "model_sha256": sha256_file(path), "preset": loaded.preset,
-                 "arch": loaded.arch}
-    log.info("evaluating %s on %s (x%d, device %s, tile %d)", args.model, args.data, scale, device, args.tile)
-    rows, summary = evaluate_model(model, args.data, scale, device=device, tile=args.tile,
-                                   crop_border=args.crop_border, test_y_channel=not args.rgb,
-                                   save_dir=args.save_images, crop_hr=args.crop_hr)
-    summary = {**ident, **summary, "label": args.label}
-    # both files or neither: the JSON is written only after the CSV, and the CSV removed if the JSON fails
-    write_text(args.out_csv, rows_to_csv(rows))
-    with removed_on_failure(args.out_csv):
-        write_json(args.out_json, summary)
-    log.info("%s: PSNR %s dB, SSIM %.4f over %d images (%d inf)", args.data, summary["mean_psnr"],
-             summary["mean_ssim"], summary["n"], summary["n_inf"])
-    return 0
+        return BICUBIC, args.scale or 4, {"model": BICUBIC, "model_sha256": None, "preset": None,
+                                          "arch": "bicubic (MATLAB imresize)"}
+    path = resolve_checkpoint(name)  # a registered name (craft_x4 ...) -> its verified cached file
+    loaded = load_model(path, preset=args.preset, scale=args.scale, device=device)
+    return loaded.module, loaded.scale, {"model": str(name), "model_sha256": sha256_file(path),
+                                         "preset": loaded.preset, "arch": loaded.arch}

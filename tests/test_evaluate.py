@@ -4,6 +4,7 @@ refusals with nothing written, bicubic reference row, saved images, tiled infere
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,6 +116,37 @@ def test_cli_with_checkpoint_writes_csv_json_and_images(split, tmp_path):
     assert np.array_equal(sr, direct)
     assert float(rows[0]["psnr"]) == pytest.approx(calculate_psnr(sr, hr, 4), abs=1e-5)
     assert "PSNR" in (tmp_path / "e.log").read_text()
+
+
+def test_several_models_in_one_process_equal_runs_of_their_own(split, tmp_path):
+    """--model A B: one invocation scores each model (the workflow's per-cell job); its files equal single runs';
+    a count mismatch or a failing model leaves no file behind."""
+    models = []
+    for i, preset in enumerate(("safmn_tiny", "safmn_tiny")):
+        models.append(tmp_path / f"m{i}.safetensors")
+        save_model(build_model(preset, seed=i), models[-1], preset)
+    out = lambda tag, i, ext: str(tmp_path / tag / f"r{i}.{ext}")  # noqa: E731
+    assert cli.main(["evaluate", "--model", *map(str, models), "--data", str(split), "--device", "cpu",
+                     "--out-csv", out("cell", 0, "csv"), out("cell", 1, "csv"),
+                     "--out-json", out("cell", 0, "json"), out("cell", 1, "json"),
+                     "--save-images", str(tmp_path / "cell" / "sr0"), "-"]) == 0
+    for i, m in enumerate(models):
+        assert cli.main(["evaluate", "--model", str(m), "--data", str(split), "--device", "cpu",
+                         "--out-csv", out("one", i, "csv"), "--out-json", out("one", i, "json")]) == 0
+        assert Path(out("cell", i, "csv")).read_text() == Path(out("one", i, "csv")).read_text()
+        cell, one = (json.loads(Path(out(t, i, "json")).read_text()) for t in ("cell", "one"))
+        assert cell["mean_psnr"] == one["mean_psnr"] and cell["model"] == str(m)
+    assert (tmp_path / "cell" / "sr0" / "a0.png").is_file() and not (tmp_path / "cell" / "-").exists()
+    assert Path(out("cell", 0, "csv")).read_text() != Path(out("cell", 1, "csv")).read_text()
+    rc = cli.main(["evaluate", "--model", *map(str, models), "--data", str(split), "--out-csv", out("bad", 0, "csv"),
+                   "--out-json", out("bad", 0, "json"), out("bad", 1, "json")])
+    assert rc == 2 and not (tmp_path / "bad").exists()
+    hat = tmp_path / "hat.safetensors"
+    save_model(build_model("hat_tiny", seed=0), hat, "hat_tiny")
+    rc = cli.main(["evaluate", "--model", str(models[0]), str(hat), "--preset", "safmn_tiny", "--data", str(split),
+                   "--out-csv", out("bad", 0, "csv"), out("bad", 1, "csv"),
+                   "--out-json", out("bad", 0, "json"), out("bad", 1, "json")])
+    assert rc == 2 and not (tmp_path / "bad").exists()  # every checkpoint is checked before any scoring
 
 
 def test_bicubic_reference_row(split, tmp_path):

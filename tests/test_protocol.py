@@ -3,7 +3,6 @@
 in their loss file (My_alpha_clip_loss.py: preprocess = Normalize(-1, 2) + CLIP's Resize(S, bicubic) +
 CenterCrop(S) + CLIP Normalize; mask_transform = Normalize([-1], [2]) + Resize((S, S)) + Normalize([0.5], [0.26]))."""
 
-import time
 
 import numpy as np
 import pytest

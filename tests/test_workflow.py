@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ioda.adapt.variants import VARIANTS
 from ioda.config import load_config
 from ioda.plan import Plan
 
@@ -39,6 +40,11 @@ def job_counts(output: str) -> dict[str, int]:
 def adapt_jobs(jobs: dict[str, int]) -> int:
     """Adaptation jobs: one per backbone x task x variant cell (rules adapt_<n>_images and adapt_finetune)."""
     return sum(n for rule, n in jobs.items() if rule.startswith("adapt"))
+
+
+def eval_jobs(jobs: dict[str, int]) -> int:
+    """Evaluation jobs: one per cell too (rules evaluate_<n>_images, evaluate_source, evaluate_finetune)."""
+    return sum(n for rule, n in jobs.items() if rule.startswith("evaluate"))
 
 
 def n_cells(runs) -> int:
@@ -90,7 +96,7 @@ def test_dry_run_plans_exactly_the_configured_runs(configfile):
     assert jobs["masks"] == len(plan.masks_needed())
     # one job per cell, however many target images it has
     assert adapt_jobs(jobs) == n_cells(plan.adapt_runs()) <= len(plan.adapt_runs())
-    assert jobs["evaluate"] == len(plan.runs())
+    assert eval_jobs(jobs) == n_cells(plan.runs()) <= len(plan.runs())
 
 
 def test_paper_dry_run_uses_the_authors_settings():
@@ -127,6 +133,24 @@ def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
     assert any("--model results/realsr/weights/craft_x4.pth" in line for line in ioda_runs)
     assert any("--model results/realsr/weights/ditn_real_x4.pth" in line for line in ioda_runs)
     assert re.search(r"ioda evaluate --model results/realsr/weights/craft_x4.pth --data data/realsr_nikon_crops/test", out)
+
+
+def test_stack_runs_steps_each_direction_cells_images_together(tmp_path):
+    """run.stack_runs: direction-loss cells with several images get --stack; baselines and the default do not."""
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg["run"]["stack_runs"] = True
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(cfg))
+    lines = {}
+    for name, extra in (("default", []), ("stacked", ["--configfile", str(tmp_path / "stack.yaml")])):
+        proc = snakemake(ROOT, "-n", "-p", "--forceall", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        lines[name] = [line for line in proc.stdout.splitlines() if "python -m ioda adapt" in line]
+    assert not any("--stack" in line for line in lines["default"])
+    stacked = [line for line in lines["stacked"] if "--stack" in line]
+    assert stacked and all("--index 0 1 2 " in line for line in stacked)
+    for line in lines["stacked"]:
+        variant = re.search(r"--variant (\w+)", line).group(1)
+        assert ("--stack" in line) == (VARIANTS[variant].method == "direction"), line
 
 
 def test_paper_run_fails_early_naming_the_manual_files(tmp_path, copy_project):
@@ -218,7 +242,7 @@ def test_changing_an_adapt_param_reruns_only_adaptation_onward(e2e, tmp_path):
     plan = Plan(load_config(proj / "params.yaml"))
     uses_steps = [r for r in plan.adapt_runs() if r.variant not in ("finetune", "zssr")]
     assert adapt_jobs(jobs) == n_cells(uses_steps)
-    assert jobs["evaluate"] == len(uses_steps)  # the baseline and fine-tune evaluations stay
+    assert eval_jobs(jobs) == n_cells(uses_steps)  # the baseline and fine-tune evaluations stay
     assert not {"prepare", "pretrain", "masks"} & set(jobs)
     assert {"aggregate", "tables", "summary"} <= set(jobs)
     assert "Params have changed since last execution" in proc.stdout + proc.stderr
@@ -248,7 +272,7 @@ def test_changing_one_cells_setting_reruns_only_that_cell(e2e, tmp_path):
     proc = snakemake(proj, "-n", "-p", "--profile", "workflow/profiles/default")
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout + proc.stderr)
-    assert adapt_jobs(jobs) == jobs["adapt_finetune"] == 1 and jobs["evaluate"] == 1
+    assert adapt_jobs(jobs) == jobs["adapt_finetune"] == 1 and eval_jobs(jobs) == jobs["evaluate_finetune"] == 1
     assert "--variant finetune" in proc.stdout and "--variant ioda" not in proc.stdout
 
 

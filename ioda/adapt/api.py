@@ -105,6 +105,14 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
             lr=settings.lr, seed=settings.seed, device=device, work_dir=work_dir, resume=resume, inputs=inputs)
         return AdaptResult(model_t.eval(), stats)
+    trainer = _direction_trainer(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale,
+                                 device, inputs)
+    stats = trainer.run(resume=resume)
+    return AdaptResult(trainer.model_t.eval(), stats)
+
+
+def _direction_trainer(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
+                       inputs):
     from ioda.adapt.batches import DirectionSampler, SourcePool
     from ioda.adapt.protocol import get_protocol
     from ioda.adapt.trainer import DirectionTrainer
@@ -124,9 +132,54 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
         occlusion_p=settings.occlusion_p, occlusion_cell=settings.occlusion_cell,
         occlusion_cell_p=settings.occlusion_cell_p, region_opts=settings.region_opts, seed=settings.seed,
         occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
-    trainer = DirectionTrainer(module, encoder, sampler, variant, settings, device, work_dir, eval_fn, inputs=inputs)
-    stats = trainer.run(resume=resume)
-    return AdaptResult(trainer.model_t.eval(), stats)
+    return DirectionTrainer(module, encoder, sampler, variant, settings, device, work_dir, eval_fn, inputs=inputs)
+
+
+def adapt_stacked(
+    model: nn.Module,
+    photos: list[np.ndarray | str | os.PathLike],
+    *,
+    variant: str | Variant = "ioda",
+    settings: AdaptSettings | None = None,
+    encoder=None,
+    source=None,
+    labels: list[np.ndarray | None] | None = None,
+    eval_fn: Callable[[nn.Module], dict] | None = None,
+    work_dirs: list[str | os.PathLike],
+    scale: int | None = None,
+    device: str | torch.device | None = None,
+    inputs: list[dict[str, str | None]] | None = None,
+) -> list[AdaptResult]:
+    """`adapt` for several photos at once, their steps taken together (ioda.adapt.stacked: one vmap'd forward of
+    the K target models, one CLIP forward). Direction-loss variants only; no resume. Each result equals the
+    photo's own `adapt` run up to floating-point reassociation (tests/test_stacked.py states the tolerance)."""
+    from ioda.imageio import read_image
+
+    settings = settings or AdaptSettings()
+    photos = [p if isinstance(p, np.ndarray) else read_image(p) for p in photos]
+    if isinstance(variant, str):
+        variant = get_variant(variant)
+    if variant.method != "direction":
+        raise IodaError(f"adapt: stacking runs is for the direction-loss variants, not {variant.name!r}")
+    if len(work_dirs) != len(photos):
+        raise IodaError(f"adapt: {len(photos)} photos but {len(work_dirs)} work folders")
+    module = getattr(model, "module", model)
+    scale = _scale(model, scale, source)
+    device = torch.device(device) if device is not None else next(iter(module.parameters())).device
+    from ioda.adapt.batches import SourcePool
+    from ioda.adapt.stacked import StackedTrainers
+
+    if not isinstance(source, SourcePool):
+        source = source_pool(source, scale, variant)
+    trainers = []
+    for k, photo in enumerate(photos):
+        seed_everything(settings.seed)
+        Path(work_dirs[k]).mkdir(parents=True, exist_ok=True)
+        trainers.append(_direction_trainer(module, photo, variant, settings, encoder, source,
+                                           labels[k] if labels else None, eval_fn, Path(work_dirs[k]), scale, device,
+                                           inputs[k] if inputs else None))
+    stats = StackedTrainers(trainers).run()
+    return [AdaptResult(t.model_t.eval(), st) for t, st in zip(trainers, stats)]
 
 
 def source_pool(folder: str | os.PathLike | None, scale: int, variant: Variant):

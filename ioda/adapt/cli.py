@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
     p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
+    p.add_argument("--stack", action="store_true",
+                   help="with several --index: step the images' runs together (one vmap'd forward of their models "
+                   "and one CLIP forward per step; direction-loss variants, no --resume); each result equals its "
+                   "own run up to float reassociation (~1e-6), not bit for bit")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after success")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--log", help="also log to this file")
@@ -272,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
+    if args.stack and variant.method != "direction":
+        raise IodaError(f"--stack: stacking runs is for the direction-loss variants, not --variant {variant.name}")
+    if args.stack and args.resume:
+        raise IodaError("--stack: stacked runs do not checkpoint; drop --resume (or --stack)")
     jobs = _jobs(args)
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
@@ -304,26 +312,41 @@ def main(argv: list[str] | None = None) -> int:
             if new:
                 shutil.rmtree(out_dir, ignore_errors=True)
         raise
+    before = {out_dir: {n: _identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
+    if args.stack:
+        try:
+            all_stats = _run_stacked(args, shared, jobs, photos, loaded, model_sha)
+        except BaseException as err:
+            for _, _, out_dir in jobs:
+                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+            raise
+        for (_, _, out_dir), stats in zip(jobs, all_stats):
+            LOG.info("wrote %s (%.1f s of adaptation, its share of the stacked steps)", out_dir / "model.safetensors",
+                     stats.get("seconds") or 0.0)
     for (photo_path, labels_path, out_dir), photo in zip(jobs, photos):
-        before = {n: _identity(out_dir / n) for n in FINAL_OUTPUTS}
+        if args.stack:
+            break
         try:
             stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
         except BaseException as err:
-            # No partial results, and nothing of an earlier run lost: remove only the outputs this run created or
-            # replaced (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for
-            # --resume, and drop a folder this run created if nothing worth keeping is in it.
-            keep = getattr(err, "keep", ())
-            for name, ident in before.items():
-                f = out_dir / name
-                if name not in keep and _identity(f) != ident and f.exists():
-                    f.unlink()
-            if created[out_dir] and not (out_dir / "checkpoint.pt").exists():
-                shutil.rmtree(out_dir, ignore_errors=True)
+            _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
             raise
         LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     if shared.untrained:
         LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
     return 0
+
+
+def _clean_failed(out_dir: Path, before: dict, created: bool, keep=()) -> None:
+    """No partial results, and nothing of an earlier run lost: remove only the outputs this run created or replaced
+    (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for --resume, and drop a
+    folder this run created if nothing worth keeping is in it."""
+    for name, ident in before.items():
+        f = out_dir / name
+        if name not in keep and _identity(f) != ident and f.exists():
+            f.unlink()
+    if created and not (out_dir / "checkpoint.pt").exists():
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def _jobs(args) -> list[tuple[Path, str | None, Path]]:
@@ -380,21 +403,47 @@ def _tile_for(args, photo) -> int:
 
 def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir):
     from ioda.adapt.api import adapt
+
+    labels, inputs = _run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir)
+    # adapt() seeds everything from settings.seed: each image gets what a run of its own would.
+    result = adapt(loaded.module, photo, variant=shared.variant, settings=shared.settings, encoder=shared.encoder,
+                   source=shared.source, labels=labels, eval_fn=shared.eval_fn, work_dir=out_dir, scale=shared.scale,
+                   device=shared.device, target_train=args.target_train, resume=args.resume, inputs=inputs)
+    return _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+
+
+def _run_stacked(args, shared, jobs, photos, loaded, model_sha) -> list[dict]:
+    from ioda.adapt.api import adapt_stacked
+
+    prepared = [_run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir)
+                for (photo_path, labels_path, out_dir), photo in zip(jobs, photos)]
+    results = adapt_stacked(loaded.module, photos, variant=shared.variant, settings=shared.settings,
+                            encoder=shared.encoder, source=shared.source, labels=[lab for lab, _ in prepared],
+                            eval_fn=shared.eval_fn, work_dirs=[out_dir for _, _, out_dir in jobs], scale=shared.scale,
+                            device=shared.device, inputs=[inp for _, inp in prepared])
+    return [_write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+            for (photo_path, _, out_dir), photo, result, (_, inputs) in zip(jobs, photos, results, prepared)]
+
+
+def _run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir):
+    """The run's label map (variants with instance regions) and what a --resume must continue on: the same photo
+    and source model (and label map)."""
+    variant = shared.variant
+    inputs = {"photo": sha256_file(photo_path), "model": model_sha}
+    labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
+    if variant.method == "direction":
+        inputs["labels"] = _labels_digest(labels)
+    return labels, inputs
+
+
+def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs) -> dict:
+    """model.safetensors, sr.png and adapt.json of one run."""
     from ioda.archs import save_model
     from ioda.archs.tiling import upscale_image
 
     variant, settings, device, scale, encoder = (shared.variant, shared.settings, shared.device, shared.scale,
                                                  shared.encoder)
     protocol = get_protocol(settings.protocol)
-    # what a --resume must continue on: the same photo and source model (and label map, below)
-    inputs = {"photo": sha256_file(photo_path), "model": model_sha}
-    labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
-    if variant.method == "direction":
-        inputs["labels"] = _labels_digest(labels)
-    # adapt() seeds everything from settings.seed: each image gets what a run of its own would.
-    result = adapt(loaded.module, photo, variant=variant, settings=settings, encoder=encoder, source=shared.source,
-                   labels=labels, eval_fn=shared.eval_fn, work_dir=out_dir, scale=scale, device=device,
-                   target_train=args.target_train, resume=args.resume, inputs=inputs)
     model_t, stats = result.model, result.stats
     encoder_desc = encoder.description if encoder is not None else None
     untrained = bool(encoder.untrained) if encoder is not None else False
@@ -416,7 +465,7 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
                                                    "loss": settings.loss or protocol.loss,
                                                    "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
         "variant": variant.to_dict(),
-        "settings": settings.to_dict() | {"steps_preset": args.settings},
+        "settings": settings.to_dict() | {"steps_preset": args.settings, "stacked_runs": args.stack},
         "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
                   "scale": scale},
         "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),

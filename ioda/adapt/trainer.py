@@ -196,7 +196,11 @@ class DirectionTrainer:
     def run(self, resume: bool = False) -> dict:
         if resume and self.ckpt_path.exists():
             self.loop.resume()
-        result = self.loop.run()
+        self.loop.run()
+        return self.summary()
+
+    def summary(self) -> dict:
+        """The run's facts for adapt.json (after the loop ran, here or stepped with others: ioda.adapt.stacked)."""
         if self.variant.region == "instance" and self.samples and self.fallbacks > FALLBACK_WARN * self.samples:
             LOG.warning("%d of %d instance-mask draws found no usable instance and fell back to the full mask: "
                         "the label map has few or tiny instances (check it, or use another --mask-source)",
@@ -214,7 +218,7 @@ class DirectionTrainer:
             "best": best,  # oracle: picked on target HR, the authors' statistic
             "steps": self.step,
             "final_loss": self.loss_rows[-1][1] if self.loss_rows else None,
-            "first_loss": result["first_loss"],
+            "first_loss": self.loss_rows[0][1] if self.loss_rows else None,
             "instance_fallbacks": self.fallbacks,
             "instance_samples": self.samples,
         }

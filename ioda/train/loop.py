@@ -176,7 +176,7 @@ class TrainLoop:
         t0 = time.perf_counter()
         evaluate = bool(self.eval_every and self.eval_fn)
         if evaluate and self.eval_at_start and self.step == 0 and not self.curve:
-            self._evaluate()
+            self.evaluate()
         self._mark = (time.perf_counter(), self.eval_seconds)
         bar = tqdm(total=end, initial=self.step, desc=self.desc, disable=not progress_enabled())
         try:
@@ -196,7 +196,7 @@ class TrainLoop:
                     self._sync(pending)
                     bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
                 if evaluate and (self.step % self.eval_every == 0 or self.step == end):
-                    self._evaluate()
+                    self.evaluate()
                 if due_ckpt:
                     self._tick()
                     self.save_checkpoint()
@@ -204,8 +204,17 @@ class TrainLoop:
             bar.close()
         self._tick()
         seconds = time.perf_counter() - t0
-        # Written once, at the end (an earlier run's log survives a failed one); the rows also travel in the
-        # checkpoint, so a resumed log is exact and holds no rows past the checkpoint.
+        self.write_logs()
+        new = [r[1] for r in self.loss_rows if r[0] > start]
+        return {"steps_done": self.step, "seconds": seconds, "resumed_from": self.resumed_from,
+                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+                "first_loss": self.loss_rows[0][1] if self.loss_rows else None,
+                "final_loss": self.loss_rows[-1][1] if self.loss_rows else float("nan"),
+                "mean_loss": sum(new) / len(new) if new else float("nan")}
+
+    def write_logs(self) -> None:
+        """The loss log and the curve. Written once, at the end (an earlier run's log survives a failed one); the
+        rows also travel in the checkpoint, so a resumed log is exact and holds no rows past the checkpoint."""
         if self.log_csv:
             self.log_csv.parent.mkdir(parents=True, exist_ok=True)
             _write_csv(self.log_csv, self.header, [_fmt(r) for r in self.loss_rows])
@@ -214,18 +223,22 @@ class TrainLoop:
                 w = csv.DictWriter(f, fieldnames=["step", "psnr", "ssim"])
                 w.writeheader()
                 w.writerows(self.curve)
-        new = [r[1] for r in self.loss_rows if r[0] > start]
-        return {"steps_done": self.step, "seconds": seconds, "resumed_from": self.resumed_from,
-                "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
-                "first_loss": self.loss_rows[0][1] if self.loss_rows else None,
-                "final_loss": self.loss_rows[-1][1] if self.loss_rows else float("nan"),
-                "mean_loss": sum(new) / len(new) if new else float("nan")}
+
+    def check_finite(self, rows: list[tuple[int, float]]) -> None:
+        """The NaN/inf guard: (step, loss) rows that reached the host."""
+        for st, v in rows:
+            if not math.isfinite(v):
+                where = (f"last good checkpoint {self.ckpt_path} is kept" if self.ckpt_path and self.ckpt_path.is_file()
+                         else "no checkpoint written")
+                raise IodaError(f"training: loss is {v} at step {st} (NaN/inf; try a lower learning rate); "
+                                f"stopped, {where}")
 
     def _device_sync(self) -> None:
         if torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
             torch.cuda.synchronize()  # queued training kernels belong to the training time, not the evaluation's
 
-    def _evaluate(self) -> None:
+    def evaluate(self) -> None:
+        """One evaluation of the model now (eval mode), appended to the curve; its time goes to eval_seconds."""
         self._device_sync()
         start = time.perf_counter()
         self.model.eval()
@@ -244,12 +257,7 @@ class TrainLoop:
     def _sync(self, pending: list) -> None:
         """The NaN guard and the loss log: the pending losses reach the host here, once."""
         values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
-        for (st, _, _), v in zip(pending, values):
-            if not math.isfinite(v):
-                where = (f"last good checkpoint {self.ckpt_path} is kept" if self.ckpt_path and self.ckpt_path.is_file()
-                         else "no checkpoint written")
-                raise IodaError(f"training: loss is {v} at step {st} (NaN/inf; try a lower learning rate); "
-                                f"stopped, {where}")
+        self.check_finite([(st, v) for (st, _, _), v in zip(pending, values)])
         rows = [(st, v) + ((lr,) if self.lr_fn else ()) for (st, _, lr), v in zip(pending, values)]
         self.loss_rows += rows
         pending.clear()

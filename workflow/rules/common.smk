@@ -69,10 +69,6 @@ wildcard_constraints:
     index=r"[0-9]+",
 
 
-def run_of(wc):
-    return Run(wc.task, wc.backbone, wc.variant, wc.run)
-
-
 def task_cfg(wc):
     return PLAN.tasks[wc.task]
 
@@ -140,10 +136,20 @@ def adapt_inputs(wc):
     return inputs
 
 
-def eval_model(wc):
+def eval_models(wc):
+    """The models one evaluate job scores: the source model (baseline) or the cell's adapted models."""
     if wc.variant == "baseline":
-        return source_model(wc)
-    return str(PLAN.adapt_dir(run_of(wc)) / "model.safetensors")
+        return [source_model(wc)]
+    return [str(PLAN.adapt_dir(r) / "model.safetensors") for r in cell_runs(wc)]
+
+
+def eval_save_images(wc):
+    """--save-images: one folder per run, '-' where report.save_images keeps none (a function of the wildcards)."""
+    runs = cell_runs(wc)
+    if not any(PLAN.keeps_images(r) for r in runs):
+        return ""
+    folders = [str(PLAN.eval_dir(r) / "images") if PLAN.keeps_images(r) else "-" for r in runs]
+    return "--save-images " + " ".join(shlex.quote(f) for f in folders)
 
 
 def pool_dir(dataset):
@@ -241,6 +247,8 @@ def adapt_extra(wc):
     if VARIANTS[wc.variant].occlusion:
         occ = a["occlusion"]
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
+    if config["run"]["stack_runs"] and VARIANTS[wc.variant].method == "direction" and len(runs) > 1:
+        opts += ["--stack"]
     # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
     # oracle best step); a cell's runs share the variant, so they all evaluate or none does
     if PLAN.evaluates(runs[0]):

@@ -1,32 +1,50 @@
 # Stage 5: PSNR/SSIM (Y channel, border = scale) of every adapted model, and of the source model (baseline),
-# on the whole target test split.
+# on the whole target test split. One job per backbone x task x variant cell scores all the cell's models in one
+# process (rules evaluate_<n>_images, evaluate_source for the baseline, evaluate_finetune), as adaptation does.
 
 
-rule evaluate:
-    input:
-        model=eval_model,
-        data=lambda wc: str(PLAN.manifest(task_cfg(wc)["target"])),
-    output:
-        per_image=f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/per_image.csv",
-        summary=f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/summary.json",
-        images=directory(f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}/{{run}}/images"),
-    log:
-        "logs/evaluate/{backbone}/{task}/{variant}/{run}.log",
-    benchmark:
-        "logs/benchmarks/evaluate/{backbone}/{task}/{variant}/{run}.tsv"
-    conda:
-        CONDA_ENV
-    threads: THREADS
-    resources:
-        gpu=GPU,
-        mem_mb=8000,
-        runtime=60,
-    params:
-        test=lambda wc: str(PLAN.split_dir(wc.task, "test")),
-        save=lambda wc, output: f"--save-images {output.images}" if PLAN.keeps_images(run_of(wc)) else "",
-        device=DEVICE,
-        crop_hr="--crop-hr" if PROTOCOL.eval_crop_hr else "",
-    shell:
-        "OMP_NUM_THREADS={threads} python -m ioda evaluate --model {input.model} --data {params.test} "
-        "--out-csv {output.per_image} --out-json {output.summary} {params.save} {params.crop_hr} --device {params.device} "
-        "> {log} 2>&1 && mkdir -p {output.images}"
+def _evaluate_cell_rule(name, runs, constraints):
+    cell = f"{RES}/eval/{{backbone}}/{{task}}/{{variant}}"
+
+    rule:
+        name:
+            name
+        input:
+            models=eval_models,
+            data=lambda wc: str(PLAN.manifest(task_cfg(wc)["target"])),
+        output:
+            per_image=[f"{cell}/{r}/per_image.csv" for r in runs],
+            summary=[f"{cell}/{r}/summary.json" for r in runs],
+            images=[directory(f"{cell}/{r}/images") for r in runs],
+        log:
+            "logs/evaluate/{backbone}/{task}/{variant}.log",
+        benchmark:
+            "logs/benchmarks/evaluate/{backbone}/{task}/{variant}.tsv"
+        wildcard_constraints:
+            **constraints,
+        conda:
+            CONDA_ENV
+        threads: THREADS
+        resources:
+            gpu=GPU,
+            mem_mb=8000,
+            runtime=lambda wc: 60 * len(PLAN.run_ids(wc.task, wc.variant)),
+        params:
+            test=lambda wc: str(PLAN.split_dir(wc.task, "test")),
+            save=eval_save_images,
+            device=DEVICE,
+            crop_hr="--crop-hr" if PROTOCOL.eval_crop_hr else "",
+        shell:
+            "OMP_NUM_THREADS={threads} python -m ioda evaluate --model {input.models} --data {params.test} "
+            "--out-csv {output.per_image} --out-json {output.summary} {params.save} {params.crop_hr} "
+            "--device {params.device} > {log} 2>&1 && mkdir -p {output.images}"
+
+
+for _n, _tasks in sorted(image_run_counts().items()):
+    _evaluate_cell_rule(
+        f"evaluate_{_n}_images",
+        [f"img{i}" for i in range(_n)],
+        {"task": exactly(_tasks), "variant": IMAGE_RUN_VARIANTS},
+    )
+_evaluate_cell_rule("evaluate_source", ["source"], {"variant": "baseline"})
+_evaluate_cell_rule("evaluate_finetune", ["all"], {"variant": "finetune"})
