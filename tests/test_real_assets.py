@@ -266,6 +266,35 @@ def test_adapt_a_real_photo_with_registered_craft(real, tmp_path):
     assert diff.mean() < 2.0
 
 
+def test_stack_with_real_networks_stacks_craft_and_falls_back_for_ditn(real, tmp_path, capfd):
+    """--stack on the two registered networks: CRAFT steps its images together (outputs within the stated
+    tolerance of the one-after-another runs); DITN, which vmap cannot run, is adapted one image after another,
+    bit-equal to a run without --stack, with a warning."""
+    from safetensors.torch import load_file
+
+    from ioda.adapt.cli import main as adapt_main
+
+    crops = prepared(real, "realsr_canon_crops", spec={"splits": {"train": 2, "test": 1}}, tag="-stack")
+    source = prepared(real, "set5") / "test"
+    for name in ("craft_x4", "ditn_real_x4"):
+        common = ["--pool", str(crops / "train" / "LR_x4"), "--index", "0", "1", "--model", name, "--encoder",
+                  "tiny", "--source-data", str(source), "--steps", "2", "--batch-size", "1", "--lr-patch", "32",
+                  "--device", "cpu", "--no-sr", "--variant", "image_guided"]
+        capfd.readouterr()
+        assert adapt_main([*common, "--out-dir", str(tmp_path / name / "stack"), "--stack"]) == 0
+        err = capfd.readouterr().err
+        fell_back = "DITN_Real cannot be stepped under torch.vmap" in err and "one after another instead" in err
+        assert fell_back == (name == "ditn_real_x4"), err[-500:]
+        assert adapt_main([*common, "--out-dir", str(tmp_path / name / "seq")]) == 0
+        for i in (0, 1):
+            a = load_file(tmp_path / name / "seq" / f"img{i}" / "model.safetensors")
+            b = load_file(tmp_path / name / "stack" / f"img{i}" / "model.safetensors")
+            report = json.loads((tmp_path / name / "stack" / f"img{i}" / "adapt.json").read_text())
+            assert report["settings"]["stacked_runs"] is not fell_back
+            for k in a:  # lr 1e-5: within one Adam step (module docstring of ioda.adapt.stacked)
+                torch.testing.assert_close(b[k], a[k], rtol=0, atol=0 if fell_back else 2e-5, msg=k)
+
+
 # ------------------------------------------------------------------------------------------ paired_folders errors
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ioda.adapt.batches import Batch, DirectionSampler, SourcePool
-from ioda.adapt.stacked import StackedTrainers
+from ioda.adapt.stacked import NotStackable, StackedTrainers
 from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
 from ioda.adapt.variants import get_variant
 from ioda.archs import build_model
@@ -98,3 +98,28 @@ def test_batch_cat_keeps_runs_in_order(world):
     b = Batch.cat(parts)
     assert b.lr_t.shape[0] == 4 and b.hr_s is None and b.fallbacks == sum(p.fallbacks for p in parts)
     torch.testing.assert_close(b.lr_t[2:], parts[1].lr_t, rtol=0, atol=0)
+
+
+class ReadsData(torch.nn.Module):
+    """x4 SR that reads `x.data` in its forward, as spandrel's DITN does: torch.vmap refuses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 48, 3, padding=1)
+        self.up = torch.nn.PixelShuffle(4)
+
+    def forward(self, x):
+        _, _, h, w = x.data.shape
+        return self.up(self.conv(x))[..., : 4 * h, : 4 * w]
+
+
+def test_a_network_vmap_cannot_run_is_refused_before_training(world):
+    encoder = build_encoder("tiny", seed=0)
+    trainers = _trainers(world, ReadsData(), encoder, seeds=(0, 1))
+    before = [t.model_t.conv.weight.detach().clone() for t in trainers]
+    rng = torch.get_rng_state()
+    with pytest.raises(NotStackable, match=r"ReadsData cannot be stepped under torch.vmap \(.*data"):
+        StackedTrainers(trainers)
+    assert torch.equal(torch.get_rng_state(), rng)  # the trial forward drew no random numbers
+    assert all(torch.equal(t.model_t.conv.weight, w) for t, w in zip(trainers, before))
+    assert trainers[0].sampler.sample() is not None  # and the runs can still go one after another

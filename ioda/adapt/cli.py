@@ -313,25 +313,31 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(out_dir, ignore_errors=True)
         raise
     before = {out_dir: {n: _identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
+    stacked = None
     if args.stack:
+        from ioda.adapt.stacked import NotStackable
+
         try:
-            all_stats = _run_stacked(args, shared, jobs, photos, loaded, model_sha)
+            stacked = _run_stacked(args, shared, jobs, photos, loaded, model_sha)
+        except NotStackable as err:  # found before any training: the runs go one after another instead
+            LOG.warning("%s; --stack: adapting the images one after another instead", err)
+            args.stack = False
         except BaseException as err:
             for _, _, out_dir in jobs:
                 _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
             raise
-        for (_, _, out_dir), stats in zip(jobs, all_stats):
+    if stacked is not None:
+        for (_, _, out_dir), stats in zip(jobs, stacked):
             LOG.info("wrote %s (%.1f s of adaptation, its share of the stacked steps)", out_dir / "model.safetensors",
                      stats.get("seconds") or 0.0)
-    for (photo_path, labels_path, out_dir), photo in zip(jobs, photos):
-        if args.stack:
-            break
-        try:
-            stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
-        except BaseException as err:
-            _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
-            raise
-        LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
+    else:
+        for (photo_path, labels_path, out_dir), photo in zip(jobs, photos):
+            try:
+                stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
+            except BaseException as err:
+                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+                raise
+            LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     if shared.untrained:
         LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
     return 0

@@ -4,9 +4,16 @@ one frozen source-model forward and one CLIP forward for all K batches.
 Why: a small SR network on a GPU is launch-bound; K runs in one step keep it busy with the same number of kernel
 launches as one. Each run keeps its own weights, optimiser state (Adam is elementwise, so one Adam over the
 stacked parameters is K independent Adams) and sampler, so run k sees exactly the batches of a run of its own;
-its losses and weights match that run up to floating-point reassociation of the batched kernels: measured
-weights within 3e-6 after 3 steps at lr 1e-3, losses within 1e-6, curve PSNR within 1e-3 dB (the tests' bounds:
-1e-5, 1e-5, 1e-3; Adam's division by sqrt(v) is what amplifies a near-zero gradient's rounding). The runs must share the source model, the encoder, the variant and
+its losses and weights match that run up to floating-point reassociation of the batched kernels. Adam divides
+each gradient by its own running RMS, so a weight whose gradient is at rounding level can move by up to one step
+(lr) of either sign: the bound on weights is about lr, on outputs far less. Measured after 3 steps (CPU): at the
+authors' lr 1e-5, CRAFT's weights within 1.1e-5 and its SR output within 2.4e-6 (one 8-bit level is 3.9e-3),
+safmn_tiny's within 1.5e-8 and 4.8e-7; at lr 1e-3, safmn_tiny's weights within 3e-6, losses 1e-6, curve PSNR
+1e-3 dB (the tests' bounds: tests/test_stacked.py, tests/test_adapt.py).
+
+Networks torch.vmap cannot run (DITN reads `x.data`; any layer drawing random numbers in training mode) are
+found by one trial forward before any training and refused with NotStackable; `ioda adapt --stack` then adapts
+the images one after another instead. The runs must share the source model, the encoder, the variant and
 the settings (their photos, labels and seeds differ).
 
 Each run keeps its own bookkeeping (loss log, NaN guard, evaluations every eval_every steps, summary) through
@@ -35,6 +42,10 @@ def _device_sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+class NotStackable(IodaError):
+    """This network cannot be stepped under torch.vmap; run the images one after another."""
+
+
 def _same(a, b) -> bool:
     d1, d2 = a.settings.to_dict(), b.settings.to_dict()
     d1.pop("seed"), d2.pop("seed")
@@ -57,8 +68,23 @@ class StackedTrainers:
         self.trainers, self.lead, self.k = trainers, first, len(trainers)
         self.params, self.buffers = stack_module_state([t.model_t for t in trainers])
         self.base = copy.deepcopy(first.model_t).to("meta")  # the architecture only; weights come from params
+        self._check_vmap()
         self.opt = torch.optim.Adam(self.params.values(), lr=first.settings.lr, betas=tuple(first.settings.betas))
         self.step = 0
+
+    def _check_vmap(self) -> None:
+        """One small forward under vmap, without gradients and with the RNG state restored: fails before any
+        training for networks vmap cannot run."""
+        p = self.lead.settings.lr_patch
+        x = torch.zeros(self.k, 3, p, p, device=self.lead.device)
+        devices = [self.lead.device] if self.lead.device.type == "cuda" else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                self._forward(x)
+        except RuntimeError as err:
+            arch = type(self.lead.model_t).__name__
+            msg = " ".join(str(err).split())[:160]
+            raise NotStackable(f"stacked adaptation: {arch} cannot be stepped under torch.vmap ({msg})") from None
 
     def _forward(self, lr_t: torch.Tensor) -> torch.Tensor:
         def one(params, buffers, x):
