@@ -10,7 +10,7 @@ Model: CRAFT x4 (NTIRE 2024 ESR, team34_craft.pth); pairs: the RealSR V3 centre 
 offline asset mirror (../shared/assets, read by path; see its README.md), Canon by default. Also times a few
 adaptation steps of the `authors` protocol with this model and an untrained ViT-B/16 Alpha-CLIP (speed does not
 depend on the weights) to give the ratio of evaluation time to adaptation time over the authors' schedule.
-Prints a table and writes benchmarks/out/eval_pass.json. Usage:
+Prints a table and writes benchmarks/out/eval_pass.json (or --out). Usage:
     PYTHONPATH=. python benchmarks/eval_pass.py [--assets ../shared/assets] [--camera Canon] [--limit 50]
 """
 
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="passes timed per method (median)")
     ap.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps timed (0: skip)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", help="result JSON (default: benchmarks/out/eval_pass.json)")
     args = ap.parse_args(argv)
     assets, device = Path(args.assets), resolve_device(args.device)
     model = load_model(assets / CRAFT, device=device).module.eval()
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         split = _split(assets, args.camera, args.limit, Path(tmp))
         res["n_images"] = len(list((split / "HR").iterdir()))
+        res["batch"] = args.batch
         naive, ours = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -128,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             res["eval_to_adapt_ratio_authors_schedule"] = {
                 "naive": 151 * res["naive_seconds_per_pass"] / (1500 * step),
                 "ours": 151 * res["ours_seconds_per_pass"] / (1500 * step)}
-    OUT.mkdir(exist_ok=True)
-    (OUT / "eval_pass.json").write_text(json.dumps(res, indent=2) + "\n")
+    out = Path(args.out) if args.out else OUT / "eval_pass.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"{res['n_images']} {res['pairs']}, {res['model']}, {res['device']} ({res['hardware']})")
     print(f"  naive (evaluate_model, per image, numpy metrics): {res['naive_seconds_per_pass']:.2f} s / pass")
     print(f"  ours (DeviceEvaluator, batch {args.batch}, metrics on device): {res['ours_seconds_per_pass']:.2f} s / pass "
