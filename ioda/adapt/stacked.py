@@ -2,7 +2,7 @@
 one frozen source-model forward and one CLIP forward for all K batches.
 
 Why: a small SR network on a GPU is launch-bound; K runs in one step keep it busy with the same number of kernel
-launches as one. Each run keeps its own weights, optimiser state (Adam is elementwise, so one Adam over the
+launches as one. On a CPU it pays too (benchmarks/adapt_step.py, demo preset: 4 runs 1.74-1.81x faster). Each run keeps its own weights, optimiser state (Adam is elementwise, so one Adam over the
 stacked parameters is K independent Adams) and sampler, so run k sees exactly the batches of a run of its own;
 its losses and weights match that run up to floating-point reassociation of the batched kernels. Adam divides
 each gradient by its own running RMS, so a weight whose gradient is at rounding level can move by up to one step
