@@ -13,7 +13,8 @@ from ioda.archs import build_model, load_model, save_model
 from ioda.data.pairs import PairedPatches, list_pairs
 from ioda.errors import IodaError
 from ioda.files import sha256_file
-from ioda.train.supervised import load_training_checkpoint, lr_at, train_supervised
+from ioda.train.loop import load_checkpoint
+from ioda.train.supervised import lr_at, train_supervised
 
 
 def make_split(root, n=3, lr_size=(20, 24), scale=4, seed=0):
@@ -59,7 +60,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(preset, sched, split, tmp
     """hat_tiny uses drop-path (torch RNG), so this also checks the RNG state travels in the checkpoint."""
     full, _ = _train(preset, split, tmp_path, scheduler=sched, ckpt_path=tmp_path / "a.ckpt")
     _train(preset, split, tmp_path, scheduler=sched, ckpt_path=tmp_path / "b.ckpt", stop_at=2)
-    assert load_training_checkpoint(tmp_path / "b.ckpt")["step"] == 2
+    assert load_checkpoint(tmp_path / "b.ckpt")["step"] == 2
     torch.manual_seed(999)  # a different global RNG state must not matter after resume
     resumed, info = _train(preset, split, tmp_path, scheduler=sched, ckpt_path=tmp_path / "b.ckpt", resume=True)
     assert info["resumed_from"] == 2 and info["steps_done"] == 4
@@ -147,7 +148,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(split, tmp_path):
     with pytest.raises(IodaError, match=r"loss is nan at step 3 .*last good checkpoint .*n\.ckpt is kept"):
         train_supervised(m, _NaNAfter(_data(split), bad_from=4), steps=5, batch_size=2, lr=1e-3, seed=0,
                          ckpt_path=ck, ckpt_every=1)
-    state = load_training_checkpoint(ck)
+    state = load_checkpoint(ck)
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 

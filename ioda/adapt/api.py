@@ -70,18 +70,8 @@ def adapt(
     - inputs: name -> sha256 of the files this run adapts on (photo, model, labels), kept in the checkpoint: a
       resume from a checkpoint made from other inputs is refused.
     """
-    from ioda.imageio import read_image
-
-    settings = settings or AdaptSettings()
-    if isinstance(variant, str):
-        variant = get_variant(variant)
-    if not isinstance(photo, np.ndarray):
-        photo = read_image(photo)
-    module = getattr(model, "module", model)
-    scale = _scale(model, scale, source)
-    if device is None:
-        device = next(iter(module.parameters()), torch.zeros(0)).device
-    device = torch.device(device)
+    module, (photo,), variant, settings, scale, device = _resolve(model, [photo], variant, settings, scale, source,
+                                                                  device)
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="ioda-adapt-") as tmp:
             return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, Path(tmp), scale,
@@ -90,6 +80,20 @@ def adapt(
     work_dir.mkdir(parents=True, exist_ok=True)
     return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
                   target_train, resume, inputs)
+
+
+def _resolve(model, photos, variant, settings, scale, source, device):
+    """What adapt and adapt_stacked accept in several forms, in one: the module, the photos as arrays, the
+    Variant, the settings (default: the schema's), the scale and the device (default: the model's)."""
+    from ioda.imageio import read_image
+
+    module = getattr(model, "module", model)
+    photos = [p if isinstance(p, np.ndarray) else read_image(p) for p in photos]
+    variant = get_variant(variant) if isinstance(variant, str) else variant
+    if device is None:
+        device = next(iter(module.parameters()), torch.zeros(0)).device
+    return (module, photos, variant, settings or AdaptSettings(), _scale(model, scale, source),
+            torch.device(device))
 
 
 def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
@@ -153,19 +157,12 @@ def adapt_stacked(
     """`adapt` for several photos at once, their steps taken together (ioda.adapt.stacked: one vmap'd forward of
     the K target models, one CLIP forward). Direction-loss variants only; no resume. Each result equals the
     photo's own `adapt` run up to floating-point reassociation (tests/test_stacked.py states the tolerance)."""
-    from ioda.imageio import read_image
-
-    settings = settings or AdaptSettings()
-    photos = [p if isinstance(p, np.ndarray) else read_image(p) for p in photos]
-    if isinstance(variant, str):
-        variant = get_variant(variant)
+    module, photos, variant, settings, scale, device = _resolve(model, photos, variant, settings, scale, source,
+                                                                device)
     if variant.method != "direction":
         raise IodaError(f"adapt: stacking runs is for the direction-loss variants, not {variant.name!r}")
     if len(work_dirs) != len(photos):
         raise IodaError(f"adapt: {len(photos)} photos but {len(work_dirs)} work folders")
-    module = getattr(model, "module", model)
-    scale = _scale(model, scale, source)
-    device = torch.device(device) if device is not None else next(iter(module.parameters())).device
     from ioda.adapt.batches import SourcePool
     from ioda.adapt.stacked import StackedTrainers
 

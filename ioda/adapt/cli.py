@@ -212,7 +212,7 @@ def adapt_settings(args, variant, device: torch.device):
 
 def _check_numbers(args) -> None:
     """Every numeric option is checked before any work; 0 is a value, never "not given"."""
-    for key in ("steps", "batch_size", "lr_patch", "occlusion_cell"):
+    for key in ("steps", "batch_size", "lr_patch", "occlusion_cell", "eval_batch"):
         v = getattr(args, key)
         if v is not None and v < 1:
             raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
@@ -287,13 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
-    settings = adapt_settings(args, variant, device)
-    if settings.eval_every < 0 or settings.eval_batch < 1:
-        raise IodaError(f"--eval-every must be >= 0 and --eval-batch >= 1, got {settings.eval_every} and "
-                        f"{settings.eval_batch}")
-    for key in ("steps", "batch_size", "lr_patch"):
-        if getattr(settings, key) < 1:
-            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(settings, key)}")
+    settings = adapt_settings(args, variant, device)  # flags checked above, presets by the params schema
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     for (photo_path, _, _), photo in zip(jobs, photos):
         if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
@@ -474,7 +468,7 @@ def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inp
         "settings": settings.to_dict() | {"steps_preset": args.settings, "stacked_runs": args.stack},
         "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
                   "scale": scale},
-        "photo": {"path": str(photo_path), "sha256": sha256_file(photo_path),
+        "photo": {"path": str(photo_path), "sha256": inputs["photo"],
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
         "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds

@@ -37,11 +37,6 @@ from ioda.errors import IodaError
 from ioda.runtime import progress_enabled
 
 
-def _device_sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 class NotStackable(IodaError):
     """This network cannot be stepped under torch.vmap; run the images one after another."""
 
@@ -133,7 +128,7 @@ class StackedTrainers:
         finally:
             bar.close()
         self.write_back()
-        _device_sync(self.lead.device)
+        self.lead.loop.device_sync()  # queued steps belong to the training time
         train = time.perf_counter() - t0 - (sum(lp.eval_seconds for lp in loops) - eval0)
         for lp in loops:
             lp.step = self.step

@@ -16,14 +16,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import urllib.parse
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ioda.data.download import _verify, download
+from ioda.data.download import DownloadFailed, download, verify_file
 from ioda.errors import IodaError
 from ioda.files import removed_on_failure
 
@@ -59,7 +58,7 @@ def fetch_pinned(f: PinnedFile, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if dest.is_file():
         try:
-            _verify(dest, dest, f.sha256, f.size)
+            verify_file(dest, dest, f.sha256, f.size)
             return dest
         except IodaError:
             dest.unlink()
@@ -69,17 +68,14 @@ def fetch_pinned(f: PinnedFile, dest: str | os.PathLike) -> Path:
         part = dest.with_name(dest.name + ".part")
         with removed_on_failure(part):
             shutil.copyfile(local, part)
-            _verify(part, local, f.sha256, f.size)  # a mirror file with other bytes is refused, naming it
+            verify_file(part, local, f.sha256, f.size)  # a mirror file with other bytes is refused, naming it
         os.replace(part, dest)
         return dest
     try:
         return download(f.url, dest, f.sha256, f.size, retries=2, timeout=30.0)
-    except IodaError as err:
-        m = re.search(r"download failed after \d+ attempts \((.*)\); partial data", str(err))
-        if m is None:  # an HTTP error or a checksum mismatch: the message already says it all
-            raise
+    except DownloadFailed as err:  # unreachable (an HTTP error or a bad checksum says all in its own message)
         tried = f"no file at the mirror path {local}" if local is not None else f"{MIRROR_VAR} is not set"
-        raise IodaError(f"{f.url}: no network ({m.group(1)[:120]}) and {tried} "
+        raise IodaError(f"{f.url}: no network ({err.reason[:120]}) and {tried} "
                         f"(set {MIRROR_VAR}=DIR to read https://HOST/PATH from DIR/PATH)") from None
 
 

@@ -33,7 +33,15 @@ CHUNK = 1 << 20
 USER_AGENT = "ioda-downloader/0.1 (+https://github.com/ZaizuoTang/IODA reproduction)"
 
 
-def _verify(path: Path, dest: Path, sha256: str | None, expected_size: int | None) -> None:
+class DownloadFailed(IodaError):
+    """The server could not be reached or the transfer kept breaking (not an HTTP error or a bad checksum)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def verify_file(path: Path, dest: Path, sha256: str | None, expected_size: int | None) -> None:
     size = path.stat().st_size
     if expected_size is not None and size != expected_size:
         raise IodaError(f"{dest}: size {size} bytes does not match the expected {expected_size} bytes")
@@ -108,7 +116,7 @@ def download(
         LOG.warning("%s: plain http and no pinned sha256: the file's integrity cannot be checked", url)
     if dest.exists():
         try:
-            _verify(dest, dest, sha256, expected_size)
+            verify_file(dest, dest, sha256, expected_size)
             return dest
         except IodaError as err:
             LOG.warning("%s; downloading it again", err)
@@ -126,11 +134,12 @@ def download(
             last = err
             LOG.warning("%s: transfer interrupted (%s); resuming (attempt %d/%d)", url, err, attempt + 2, retries)
     else:
-        raise IodaError(
-            f"{url}: download failed after {retries} attempts ({last}); partial data kept in {part} for resuming"
+        raise DownloadFailed(
+            f"{url}: download failed after {retries} attempts ({last}); partial data kept in {part} for resuming",
+            reason=str(last),
         )
     with removed_on_failure(part):
-        _verify(part, dest, sha256, expected_size)
+        verify_file(part, dest, sha256, expected_size)
     os.replace(part, dest)
     return dest
 

@@ -68,7 +68,8 @@ def apply_spec(entry: DatasetEntry, spec: dict) -> DatasetEntry:
     """Override an entry's parameters: `degradation` (merged; a new `type` replaces it), and for demo
     datasets `tile`, `min_std` and `splits` ({split: [photos]})."""
     if entry.kind == "paired":
-        return dataclasses.replace(entry, paired=parse_paired_spec(spec), scale=parse_paired_spec(spec)["scale"])
+        paired = parse_paired_spec(spec)
+        return dataclasses.replace(entry, paired=paired, scale=paired["scale"])
     if entry.kind == "pinned":
         return _resplit(entry, spec)
     allowed = _DEMO_KEYS if entry.kind == "demo" else {"degradation"}
@@ -186,12 +187,12 @@ def fetch_pinned_set(entry: DatasetEntry, root: Path) -> None:
     LOG.info("%s: %d pinned files verified in %s", entry.name, len(files), base)
 
 
-def build_paired(entry: DatasetEntry, tmp: Path) -> dict:
+def build_paired(entry: DatasetEntry, pairs: list, tmp: Path) -> dict:
+    """The test split of `pairs` ((stem, HR file, LR file) from match_folders, every problem already found)."""
     spec = entry.paired
     scale = spec["scale"]
     rows = []
-    for stem, hr_path, lr_path in tqdm(match_folders(spec["hr"], spec["lr"], scale), desc="paired_folders",
-                                       disable=not progress_enabled()):
+    for stem, hr_path, lr_path in tqdm(pairs, desc="paired_folders", disable=not progress_enabled()):
         row = _write_pair(tmp, "test", stem, read_image(hr_path), read_image(lr_path), scale)
         row.update(source_hr=str(hr_path), source_lr=str(lr_path))
         rows.append(row)
@@ -268,14 +269,14 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
     if entry.kind == "paired" and entry.paired is None:
         raise IodaError("paired_folders: --spec '{hr: HR_DIR, lr: LR_DIR, scale: 4}' is required")
     if entry.kind == "paired":
-        match_folders(entry.paired["hr"], entry.paired["lr"], entry.scale)  # every problem before any work
+        pairs = match_folders(entry.paired["hr"], entry.paired["lr"], entry.scale)  # every problem before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")  # umask-respecting, unlike mkdtemp
     with removed_on_failure(tmp):
         if entry.kind == "demo":
             body = build_demo(entry, seed, tmp)
         elif entry.kind == "paired":
-            body = build_paired(entry, tmp)
+            body = build_paired(entry, pairs, tmp)
         else:
             if entry.kind == "download":
                 fetch(entry, root)

@@ -233,13 +233,13 @@ class TrainLoop:
                 raise IodaError(f"training: loss is {v} at step {st} (NaN/inf; try a lower learning rate); "
                                 f"stopped, {where}")
 
-    def _device_sync(self) -> None:
+    def device_sync(self) -> None:
         if torch.cuda.is_available() and next(self.model.parameters()).is_cuda:
             torch.cuda.synchronize()  # queued training kernels belong to the training time, not the evaluation's
 
     def evaluate(self) -> None:
         """One evaluation of the model now (eval mode), appended to the curve; its time goes to eval_seconds."""
-        self._device_sync()
+        self.device_sync()
         start = time.perf_counter()
         self.model.eval()
         summary = self.eval_fn(self.model)
@@ -249,7 +249,7 @@ class TrainLoop:
 
     def _tick(self) -> None:
         """Add the wall time since the last mark, minus the evaluations in it, to the training seconds."""
-        self._device_sync()
+        self.device_sync()
         now, (t0, e0) = time.perf_counter(), self._mark
         self.train_seconds += now - t0 - (self.eval_seconds - e0)
         self._mark = (now, self.eval_seconds)

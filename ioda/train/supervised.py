@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ioda.errors import IodaError
-from ioda.train.loop import TrainLoop, load_checkpoint
+from ioda.train.loop import TrainLoop
 
 LOG = logging.getLogger("ioda")
 
@@ -68,11 +68,6 @@ def _collate(dataset: Dataset, idx: list[int], device: torch.device) -> tuple[to
     lr = torch.stack([it[0] for it in items]).to(device)
     hr = torch.stack([it[1] for it in items]).to(device)
     return lr, hr
-
-
-def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint of the training loop (ioda.train.loop), loaded safely."""
-    return load_checkpoint(path)
 
 
 def train_supervised(

@@ -52,8 +52,5 @@ def _adapt_cell_rule(name, runs, constraints):
             "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
 
 
-for _n, _tasks in sorted(image_run_counts().items()):
-    _adapt_cell_rule(
-        f"adapt_{_n}_images", [f"img{i}" for i in range(_n)], {"task": exactly(_tasks), "variant": IMAGE_RUN_VARIANTS}
-    )
-_adapt_cell_rule("adapt_finetune", ["all"], {"variant": "finetune"})
+for _name, _runs, _constraints in cell_rules("adapt"):
+    _adapt_cell_rule(_name, _runs, _constraints)

@@ -56,6 +56,19 @@ def image_run_counts():
     return counts
 
 
+def cell_rules(stage, source=False):
+    """Name, run ids and wildcard constraints of each per-cell job kind of a stage: one per target-image count
+    (<stage>_<n>_images), the fine-tune's (<stage>_finetune) and, with source=True, the source model's."""
+    specs = [
+        (f"{stage}_{n}_images", [f"img{i}" for i in range(n)], {"task": exactly(tasks), "variant": IMAGE_RUN_VARIANTS})
+        for n, tasks in sorted(image_run_counts().items())
+    ]
+    specs.append((f"{stage}_finetune", ["all"], {"variant": "finetune"}))
+    if source:
+        specs.append((f"{stage}_source", ["source"], {"variant": "baseline"}))
+    return specs
+
+
 PROTOCOL = get_protocol(config["adapt"]["protocol"])
 
 

@@ -40,11 +40,5 @@ def _evaluate_cell_rule(name, runs, constraints):
             "--device {params.device} > {log} 2>&1 && mkdir -p {output.images}"
 
 
-for _n, _tasks in sorted(image_run_counts().items()):
-    _evaluate_cell_rule(
-        f"evaluate_{_n}_images",
-        [f"img{i}" for i in range(_n)],
-        {"task": exactly(_tasks), "variant": IMAGE_RUN_VARIANTS},
-    )
-_evaluate_cell_rule("evaluate_source", ["source"], {"variant": "baseline"})
-_evaluate_cell_rule("evaluate_finetune", ["all"], {"variant": "finetune"})
+for _name, _runs, _constraints in cell_rules("evaluate", source=True):
+    _evaluate_cell_rule(_name, _runs, _constraints)
