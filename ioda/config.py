@@ -68,9 +68,23 @@ def _set_defaults(validator_cls):
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
 
 
+# Keys that were renamed: a clear error instead of the schema's "unexpected property" (no alias: one name).
+RENAMED_TASK_KEYS = {"targets": "n_images"}
+
+
+def _check_renamed(cfg: dict, source: str) -> None:
+    tasks = (cfg.get("experiments") or {}).get("tasks") if isinstance(cfg.get("experiments"), dict) else None
+    for name, task in (tasks or {}).items() if isinstance(tasks, dict) else ():
+        for old, new in RENAMED_TASK_KEYS.items():
+            if isinstance(task, dict) and old in task:
+                raise IodaError(f"{source}: key 'experiments.tasks.{name}.{old}': renamed to '{new}' "
+                                f"(the number of single target images per cell)")
+
+
 def validate(cfg: Any, source: str = "config") -> dict:
     if not isinstance(cfg, dict):
         raise IodaError(f"{source}: expected a mapping at the top level, got {type(cfg).__name__}")
+    _check_renamed(cfg, source)
     validator = _set_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:

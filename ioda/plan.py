@@ -54,6 +54,17 @@ class Plan:
                     raise IodaError(
                         f"config: key 'experiments.tasks.{name}.{role}': dataset {task[role]!r} is not listed under 'datasets'"
                     )
+        for name, task in self.tasks.items():
+            val = task.get("validation")
+            if val is None:
+                continue
+            if val not in self.tasks or val == name:
+                raise IodaError(f"config: key 'experiments.tasks.{name}.validation': expected another task "
+                                f"of experiments.tasks, got {val!r}")
+            if self.tasks[val]["source"] != task["source"]:
+                raise IodaError(f"config: key 'experiments.tasks.{name}.validation': task {val!r} adapts from "
+                                f"{self.tasks[val]['source']!r}, expected the same source dataset "
+                                f"{task['source']!r} (the step count is chosen for the same source model)")
         if not self.tables:
             raise IodaError("config: key 'experiments.tables': expected at least one of table1..table6")
         enabled = set(self.cfg["variants"])
@@ -79,7 +90,7 @@ class Plan:
                 raise IodaError(f"config: key 'backbones.{b}.preset': needed to pre-train on source {src!r} "
                                 f"(the weights are for {bb['official_source']!r} only)")
         rep = self.cfg["report"]
-        for key in ("curves", "visuals"):
+        for key in ("curves", "paired", "visuals"):
             cell = rep.get(key)
             if cell and (cell["task"], cell["backbone"]) not in {(c[0], c[1]) for c in self.cells()}:
                 raise IodaError(f"config: key 'report.{key}': task {cell['task']!r} x backbone {cell['backbone']!r} is in no table")
@@ -91,7 +102,8 @@ class Plan:
             raise IodaError(f"config: key 'report.tsne_task': unknown task {rep['tsne_task']!r}")
 
     # ---- what runs ---------------------------------------------------------------------------------------
-    def cells(self) -> list[tuple[str, str, str]]:
+    def table_cells(self) -> list[tuple[str, str, str]]:
+        """The cells the tables show."""
         seen: dict[tuple[str, str, str], None] = {}
         for table in self.tables.values():
             only = table.get("only") or {}
@@ -102,12 +114,32 @@ class Plan:
                             seen[(t, b, v)] = None
         return list(seen)
 
+    def cells(self) -> list[tuple[str, str, str]]:
+        """Every cell that runs: the tables' cells, then the cells their statistics need (support_cells)."""
+        seen = dict.fromkeys(self.table_cells())
+        seen.update(dict.fromkeys(self.support_cells()))
+        return list(seen)
+
+    def support_cells(self) -> list[tuple[str, str, str]]:
+        """Cells no table shows but whose numbers a table's statistics read: the validation task's cell of every
+        cell that evaluates along the way (its curves choose the validated step), and the source model of
+        every (task, backbone) run (the paired difference's reference)."""
+        table = self.table_cells()
+        out: dict[tuple[str, str, str], None] = {}
+        for t, b, v in table:
+            val = self.tasks[t].get("validation")
+            if val is not None and self.evaluates(Run(t, b, v, "")):
+                out[(val, b, v)] = None
+        for t, b, _ in [*table, *out]:
+            out[(t, b, "baseline")] = None
+        return [c for c in out if c not in table]
+
     def run_ids(self, task: str, variant: str) -> list[str]:
         if variant == "baseline":
             return ["source"]
         if variant == "finetune":
             return ["all"]
-        return [f"img{i}" for i in range(self.tasks[task]["targets"])]
+        return [f"img{i}" for i in range(self.tasks[task]["n_images"])]
 
     def runs(self) -> list[Run]:
         return [Run(t, b, v, r) for (t, b, v) in self.cells() for r in self.run_ids(t, v)]

@@ -19,7 +19,7 @@ from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import write_json
 from ioda.imageio import write_image
-from ioda.report import aggregate, figures, summary, tables
+from ioda.report import aggregate, figures, stats, summary, tables
 from ioda.report.paper_numbers import PAPER, TABLE6_QUOTED, paper_value
 from ioda.plan import Plan, Run
 
@@ -30,7 +30,7 @@ BASE = {
     "adapt": {"steps": 6, "eval_every": 2, "lr_patch": 16},
     "variants": ["baseline", "image_guided", "ioda", "finetune", "zssr"],
     "experiments": {
-        "tasks": {"canon": {"source": "demo_source", "target": "demo_canon", "targets": 3}},
+        "tasks": {"canon": {"source": "demo_source", "target": "demo_canon", "n_images": 3}},
         "tables": {
             "table1": {"tasks": ["canon"], "backbones": ["safmn_tiny"], "variants": ["baseline", "image_guided", "ioda"]},
             "table5": {"tasks": ["canon"], "backbones": ["safmn_tiny", "hat_tiny"], "variants": ["baseline", "finetune", "ioda"]},
@@ -150,7 +150,7 @@ def test_shipped_configs_validate_and_plan():
     a = paper["adapt"]
     assert (a["steps"], a["batch_size"], a["lr_patch"], a["lr"]) == (1500, 2, 128, 1e-5)
     assert a["betas"] == [0.0, pytest.approx(0.99 ** 0.8)]
-    assert all(t["targets"] == 5 for t in paper["experiments"]["tasks"].values())
+    assert all(t["n_images"] == 5 for t in paper["experiments"]["tasks"].values())
     assert paper["masks"]["sam_model"] == "vit_h" and paper["encoder"]["name"] == "ViT-B-16-quickgelu"
 
 
@@ -190,6 +190,113 @@ def test_aggregate_missing_or_broken_file_names_it(results):
     with pytest.raises(IodaError, match="mean_psnr"):
         aggregate.main(["--config", cfg_path])
     assert not (plan.metrics_dir() / "aggregate.csv").exists()  # nothing half-written
+
+
+def test_aggregate_std_and_paired_difference_to_the_source_model(results):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    cells = pd.read_csv(plan.metrics_dir() / "aggregate.csv")
+    ig = cells[(cells.variant == "image_guided") & (cells.backbone == "safmn_tiny")].iloc[0]
+    assert ig.psnr_std == pytest.approx(math.sqrt(7 / 3))  # sample std of 21, 22, 24 (ddof=1)
+    # source model 20 dB on the same test images: differences 1, 2, 4; every resample's mean lies in [1, 4]
+    assert ig.diff_psnr_mean == pytest.approx(7 / 3)
+    assert 1.0 <= ig.diff_ci_low < 7 / 3 < ig.diff_ci_high <= 4.0 and ig.ci_resamples == 10_000
+    d = stats.paired_diff([21.0, 22.0, 24.0], 20.0, seed=0)  # run.seed seeds the bootstrap
+    assert (ig.diff_ci_low, ig.diff_ci_high) == pytest.approx((d.low, d.high), abs=1e-6)
+    # the oracle's difference is measured against the same source model
+    assert ig.oracle_diff_mean == pytest.approx(np.mean([21.25, 22.5, 24.75]) - 20.0)
+    base = cells[(cells.variant == "baseline") & (cells.backbone == "safmn_tiny")].iloc[0]
+    assert math.isnan(base.diff_psnr_mean) and base.ci_resamples == 0  # the reference itself
+    ft = cells[(cells.variant == "finetune") & (cells.backbone == "hat_tiny")].iloc[0]
+    assert ft.diff_psnr_mean == pytest.approx(6.0) and math.isnan(ft.diff_ci_low)  # one run: no interval
+    assert math.isnan(ig.validated_psnr_mean) and ig.validated_n == 0  # no validation task configured
+    metrics = json.loads((plan.metrics_dir() / "metrics.json").read_text())
+    assert metrics["canon"]["safmn_tiny"]["image_guided"]["diff_ci_low"] == pytest.approx(ig.diff_ci_low, abs=1e-5)
+
+
+VALIDATED = copy.deepcopy(BASE)
+VALIDATED["datasets"]["demo_halo"] = {}
+VALIDATED["experiments"]["tasks"] = {
+    "canon": {"source": "demo_source", "target": "demo_canon", "n_images": 3, "validation": "halo"},
+    "halo": {"source": "demo_source", "target": "demo_halo", "n_images": 3, "validation": "canon"},
+}
+
+
+def write_curves(plan, task, backbone, variant, rows_of_run):
+    for run in plan.run_ids(task, variant):
+        with open(plan.adapt_dir(Run(task, backbone, variant, run)) / "curve.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "psnr", "ssim"])
+            w.writerows([step, p, p / 100] for step, p in rows_of_run(int(run[3:])))
+
+
+def test_validation_cells_join_the_plan(tmp_path):
+    _, plan = fake_results(tmp_path, VALIDATED)
+    # halo is in no table, but its direction-loss cells (and its source model) run for canon's validated step
+    assert ("halo", "safmn_tiny", "image_guided") in plan.support_cells()
+    assert ("halo", "hat_tiny", "ioda") in plan.support_cells() and ("halo", "hat_tiny", "baseline") in plan.cells()
+    assert ("halo", "safmn_tiny", "zssr") not in plan.cells()  # no curve: nothing to validate
+    assert Run("halo", "safmn_tiny", "image_guided", "img2") in plan.adapt_runs()
+    assert not set(plan.support_cells()) & set(plan.table_cells())
+
+
+def test_validated_statistic_never_reads_the_tasks_own_curves_to_choose(tmp_path):
+    cfg_path, plan = fake_results(tmp_path, VALIDATED)
+    # halo (validation) peaks at step 2 on average; canon's own curves peak at step 4 (their oracle)
+    write_curves(plan, "halo", "safmn_tiny", "ioda", lambda i: [(0, 20.0), (2, 21.0 + i), (4, 20.5 + i), (6, 20.0)])
+    write_curves(plan, "canon", "safmn_tiny", "ioda", lambda i: [(0, 20.0), (2, 22.0 + i), (4, 30.0), (6, 23.0)])
+    aggregate.main(["--config", cfg_path])
+
+    def ioda_cell():
+        cells = pd.read_csv(plan.metrics_dir() / "aggregate.csv")
+        return cells[(cells.task == "canon") & (cells.backbone == "safmn_tiny") & (cells.variant == "ioda")].iloc[0]
+
+    c = ioda_cell()
+    assert c.validation_task == "halo" and c.validated_step == 2
+    assert c.validated_psnr_mean == pytest.approx(23.0) and c.oracle_psnr_mean == pytest.approx(30.0)
+    assert c.validated_diff_mean == pytest.approx(3.0)  # 22, 23, 24 against the 20 dB source model
+    runs = pd.read_csv(plan.metrics_dir() / "runs.csv")
+    assert runs[(runs.task == "canon") & (runs.variant == "ioda") & (runs.backbone == "safmn_tiny")][
+        "validated_psnr"].tolist() == pytest.approx([22.0, 23.0, 24.0])
+    # poison the task's own curves everywhere but the chosen step: the choice and the value do not move
+    write_curves(plan, "canon", "safmn_tiny", "ioda", lambda i: [(0, 99.0), (2, 22.0 + i), (4, -5.0), (6, 99.0)])
+    aggregate.main(["--config", cfg_path])
+    c = ioda_cell()
+    assert c.validated_step == 2 and c.validated_psnr_mean == pytest.approx(23.0) and c.oracle_psnr_mean == 99.0
+    # the task's own curves gone: the step is still chosen (on halo), there is just no value to read
+    for run in plan.run_ids("canon", "ioda"):
+        (plan.adapt_dir(Run("canon", "safmn_tiny", "ioda", run)) / "curve.csv").unlink()
+    aggregate.main(["--config", cfg_path])
+    c = ioda_cell()
+    runs = pd.read_csv(plan.metrics_dir() / "runs.csv")
+    mine = runs[(runs.task == "canon") & (runs.variant == "ioda") & (runs.backbone == "safmn_tiny")]
+    assert (mine["validated_step"] == 2).all() and mine["validated_psnr"].isna().all() and c.validated_n == 0
+    # the validation task's curves do move it: halo now peaks at step 6
+    write_curves(plan, "halo", "safmn_tiny", "ioda", lambda i: [(0, 20.0), (2, 20.5), (4, 20.6), (6, 21.0)])
+    write_curves(plan, "canon", "safmn_tiny", "ioda", lambda i: [(0, 20.0), (2, 22.0 + i), (4, 30.0), (6, 23.0)])
+    aggregate.main(["--config", cfg_path])
+    c = ioda_cell()
+    assert c.validated_step == 6 and c.validated_psnr_mean == pytest.approx(23.0)
+
+
+@pytest.mark.parametrize(
+    "validation, match",
+    [("nope", "expected another task"), ("canon", "expected another task"), ("other", "same source dataset")],
+)
+def test_validation_task_is_checked(tmp_path, validation, match):
+    cfg = copy.deepcopy(VALIDATED)
+    cfg["datasets"]["demo_other"] = {}
+    cfg["experiments"]["tasks"]["other"] = {"source": "demo_canon", "target": "demo_halo"}
+    cfg["experiments"]["tasks"]["canon"]["validation"] = validation
+    with pytest.raises(IodaError, match=r"experiments\.tasks\.canon\.validation.*" + match):
+        Plan(load_config(write_config(tmp_path, cfg)))
+
+
+def test_the_old_targets_key_names_its_new_name(tmp_path):
+    cfg = copy.deepcopy(BASE)
+    cfg["experiments"]["tasks"]["canon"]["targets"] = cfg["experiments"]["tasks"]["canon"].pop("n_images")
+    with pytest.raises(IodaError, match=r"experiments\.tasks\.canon\.targets'.*renamed to 'n_images'"):
+        load_config(write_config(tmp_path, cfg))
 
 
 # ---- tables -------------------------------------------------------------------------------------------------

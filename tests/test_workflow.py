@@ -188,7 +188,7 @@ def test_full_run_writes_tables_figures_and_summary(e2e):
     assert len(cells) == len(plan.cells())
     assert all(math.isfinite(v) and 0 < v < 100 for v in cells["psnr_mean"])
     assert all(0 < v <= 1 for v in cells["ssim_mean"])
-    assert (cells.loc[cells.variant == "ioda", "n"] == plan.tasks["canon"]["targets"]).all()
+    assert (cells.loc[cells.variant == "ioda", "n"] == plan.tasks["canon"]["n_images"]).all()
     # the curve cell has oracle numbers, kept in their own columns
     assert cells.loc[cells.variant == "ioda", "oracle_psnr_mean"].notna().all()
     for name in plan.tables:
@@ -201,7 +201,7 @@ def test_full_run_writes_tables_figures_and_summary(e2e):
     text = (e2e / "results" / "summary.md").read_text()
     assert "untrained" in text and "not** the paper's numbers" in text
     metrics = json.loads((e2e / "results" / "metrics" / "metrics.json").read_text())
-    assert metrics["canon"]["safmn_tiny"]["ioda"]["n"] == plan.tasks["canon"]["targets"]
+    assert metrics["canon"]["safmn_tiny"]["ioda"]["n"] == plan.tasks["canon"]["n_images"]
     # every rule wrote its log, heavy rules their benchmark
     assert (e2e / "logs" / "adapt" / "safmn_tiny" / "canon" / "ioda.log").stat().st_size > 0
     assert list((e2e / "logs" / "benchmarks" / "adapt").rglob("*.tsv"))

@@ -1,11 +1,14 @@
 """`ioda aggregate`: collect every run's evaluation into per-run and per-cell tables.
 
-Per cell (task x backbone x variant) over its N target images: mean and variance of PSNR/SSIM. The paper
-prints "mean ± variance" over 5 target images; we use the population variance (numpy's default, ddof=0),
-and say so in every table. Both statistics of issue 8: the final step (the saved model, `ioda evaluate`) and
-the oracle best step (best PSNR on the target test set along the adaptation's PSNR-vs-step curve, step 0
-included: picked on target HR, the authors' statistic), in separate, labelled columns. Adaptation seconds
-exclude the evaluations; their seconds are a separate column.
+Per cell (task x backbone x variant) over its N target images: n, mean, sample standard deviation and
+population variance (ddof=0, the paper's "±") of PSNR/SSIM, for three statistics in separate, labelled columns:
+  final      the fixed step budget (the saved model, `ioda evaluate`);
+  validated  the step count with the best mean PSNR along the VALIDATION task's curves
+             (experiments.tasks.<task>.validation), read off this cell's own curves: no target HR picks it;
+  oracle     each run's best step on the target test set (step 0 included): picked on target HR, the
+             authors' statistic, optimistic by construction.
+For each, the paired difference to the source model over the same target images with a seeded percentile
+bootstrap 95% interval (ioda.report.stats). Adaptation seconds exclude the evaluations; theirs are apart.
 
 Outputs in --out-dir: runs.csv (one row per run), aggregate.csv (one row per cell), metrics.json (nested
 task -> backbone -> variant -> numbers, for `dvc metrics`), curves.csv (the oracle curves, long format, for
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +31,36 @@ from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, write_json
 from ioda.report.cli import report_parser
 from ioda.plan import Plan, Run
+from ioda.report import stats
 from ioda.runtime import setup_logging
 
 VARIANCE_NOTE = "± = population variance (ddof=0) over the N target images"
 RUN_COLUMNS = ["task", "backbone", "variant", "run", "protocol", "psnr", "ssim", "seconds", "eval_seconds",
                "evaluations", "device", "hardware", "untrained_encoder", "oracle_psnr", "oracle_ssim", "oracle_step",
-               "final_step"]
+               "final_step", "validation_task", "validated_step", "validated_psnr"]
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """One way of picking a run's model, and the names of its columns (runs.csv and aggregate.csv)."""
+
+    name: str  # final | validated | oracle
+    run: str  # the run's PSNR (runs.csv)
+    mean: str
+    std: str
+    var: str
+    diff: str  # paired difference to the source model, and its interval
+    low: str
+    high: str
+
+
+STATISTICS = (
+    Statistic("final", "psnr", "psnr_mean", "psnr_std", "psnr_var", "diff_psnr_mean", "diff_ci_low", "diff_ci_high"),
+    Statistic("validated", "validated_psnr", "validated_psnr_mean", "validated_psnr_std", "validated_psnr_var",
+              "validated_diff_mean", "validated_diff_ci_low", "validated_diff_ci_high"),
+    Statistic("oracle", "oracle_psnr", "oracle_psnr_mean", "oracle_psnr_std", "oracle_psnr_var",
+              "oracle_diff_mean", "oracle_diff_ci_low", "oracle_diff_ci_high"),
+)
 
 
 def _float(value, where: str) -> float:
@@ -75,6 +103,7 @@ def collect_run(plan: Plan, run: Run) -> dict:
         "device": summary.get("device", ""), "hardware": "",
         "untrained_encoder": False, "oracle_psnr": math.nan, "oracle_ssim": math.nan,
         "oracle_step": math.nan, "final_step": math.nan,
+        "validation_task": "", "validated_step": math.nan, "validated_psnr": math.nan,
     }
     if run.variant != "baseline":
         info_path = plan.adapt_dir(run) / "adapt.json"
@@ -109,28 +138,80 @@ def collect_curves(plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "backbone", "variant", "run", "step", "psnr", "ssim"])
 
 
-def collect_runs(plan: Plan) -> pd.DataFrame:
-    return pd.DataFrame([collect_run(plan, r) for r in plan.runs()], columns=RUN_COLUMNS)
+def run_curves(curves: pd.DataFrame, task: str, backbone: str, variant: str) -> dict[str, dict[int, float]]:
+    """run id -> {step: psnr} of one cell, from the long curves table."""
+    g = curves[(curves["task"] == task) & (curves["backbone"] == backbone) & (curves["variant"] == variant)]
+    return {run: dict(zip(r["step"].astype(int), r["psnr"].astype(float))) for run, r in g.groupby("run", sort=False)}
+
+
+def validated_steps(plan: Plan, curves: pd.DataFrame) -> dict[tuple[str, str, str], int | None]:
+    """(task, backbone, variant) -> the step chosen on the validation task's curves of the same backbone and
+    variant (None where they are missing). Only the validation task's curves reach the chooser."""
+    out = {}
+    for t, b, v in plan.cells():
+        val = plan.tasks[t].get("validation")
+        if val is not None and plan.evaluates(Run(t, b, v, "")):
+            out[(t, b, v)] = stats.validated_step(list(run_curves(curves, val, b, v).values()))
+    return out
+
+
+def add_validated(plan: Plan, runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Fill validation_task / validated_step / validated_psnr: each run's PSNR at its cell's validated step."""
+    runs = runs.copy()
+    for (t, b, v), step in validated_steps(plan, curves).items():
+        own = run_curves(curves, t, b, v)
+        rows = (runs["task"] == t) & (runs["backbone"] == b) & (runs["variant"] == v)
+        runs.loc[rows, "validation_task"] = plan.tasks[t]["validation"]
+        runs.loc[rows, "validated_step"] = math.nan if step is None else step
+        runs.loc[rows, "validated_psnr"] = [stats.value_at_step(own.get(r, {}), step) for r in runs.loc[rows, "run"]]
+    return runs
+
+
+def collect_runs(plan: Plan, curves: pd.DataFrame | None = None) -> pd.DataFrame:
+    runs = pd.DataFrame([collect_run(plan, r) for r in plan.runs()], columns=RUN_COLUMNS)
+    return add_validated(plan, runs, collect_curves(plan) if curves is None else curves)
 
 
 def _var(x: pd.Series) -> float:
+    return stats.spread(x).var
+
+
+def _mean(x: pd.Series) -> float:
     x = x.dropna()
-    return float(np.var(x.to_numpy(dtype=float))) if len(x) else math.nan
+    return float(x.mean()) if len(x) else math.nan
 
 
-def aggregate_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell: n, mean and population variance of PSNR/SSIM, oracle columns, time, hardware."""
+def statistic_columns(g: pd.DataFrame, source: float | None, seed: int) -> dict:
+    """Spread and paired difference to the source model of each statistic (STATISTICS) over a cell's runs."""
+    out = {}
+    for s in STATISTICS:
+        sp = stats.spread(g[s.run])
+        out.update({s.mean: sp.mean, s.std: sp.std, s.var: sp.var})
+        d = stats.paired_diff(g[s.run], source, seed) if source is not None else None
+        out.update({s.diff: d.mean if d else math.nan, s.low: d.low if d else math.nan,
+                    s.high: d.high if d else math.nan})
+    return out
+
+
+def aggregate_cells(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One row per cell: n, mean, std and population variance of PSNR/SSIM for the final, validated and oracle
+    statistics, each with its paired difference to the source model and 95% interval; time, hardware."""
     rows = []
+    source = {(r.task, r.backbone): r.psnr for r in runs[runs["variant"] == "baseline"].itertuples(index=False)}
     for (task, backbone, variant), g in runs.groupby(["task", "backbone", "variant"], sort=False):
         oracle = g["oracle_psnr"].dropna()
+        ref = source.get((task, backbone)) if variant != "baseline" else None
+        ssim = stats.spread(g["ssim"])
         rows.append({
             "task": task, "backbone": backbone, "variant": variant, "n": len(g),
-            "psnr_mean": float(g["psnr"].mean()), "psnr_var": _var(g["psnr"]),
-            "ssim_mean": float(g["ssim"].mean()), "ssim_var": _var(g["ssim"]),
+            **statistic_columns(g, ref, seed),
+            "ssim_mean": ssim.mean, "ssim_std": ssim.std, "ssim_var": ssim.var,
+            "validation_task": next((x for x in g["validation_task"] if isinstance(x, str) and x), ""),
+            "validated_n": int(g["validated_psnr"].notna().sum()),
+            "validated_step": _mean(g["validated_step"]),
             "oracle_n": len(oracle),
-            "oracle_psnr_mean": float(oracle.mean()) if len(oracle) else math.nan,
-            "oracle_psnr_var": _var(oracle),
             "oracle_step_mean": float(g["oracle_step"].dropna().mean()) if len(oracle) else math.nan,
+            "ci_resamples": stats.BOOTSTRAP_RESAMPLES if ref is not None and len(g) > 1 else 0,
             "seconds_mean": float(g["seconds"].dropna().mean()) if g["seconds"].notna().any() else math.nan,
             "eval_seconds_mean": float(g["eval_seconds"].dropna().mean()) if g["eval_seconds"].notna().any() else math.nan,
             "evaluations_mean": float(g["evaluations"].mean()),
@@ -142,12 +223,18 @@ def aggregate_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics_tree(cells: pd.DataFrame) -> dict:
-    """task -> backbone -> variant -> {psnr, psnr_var, ssim, ssim_var, n[, oracle_psnr]} (JSON-safe)."""
+    """task -> backbone -> variant -> {psnr, psnr_std, psnr_var, ssim, ssim_var, n[, diff_psnr, diff_ci_low,
+    diff_ci_high, validated_psnr, validated_diff, oracle_psnr, oracle_diff]} (JSON-safe)."""
     tree: dict = {}
     for r in cells.itertuples(index=False):
-        entry = {"psnr": r.psnr_mean, "psnr_var": r.psnr_var, "ssim": r.ssim_mean, "ssim_var": r.ssim_var, "n": r.n}
+        entry = {"psnr": r.psnr_mean, "psnr_std": r.psnr_std, "psnr_var": r.psnr_var, "ssim": r.ssim_mean,
+                 "ssim_var": r.ssim_var, "n": r.n}
+        if math.isfinite(r.diff_psnr_mean):
+            entry.update(diff_psnr=r.diff_psnr_mean, diff_ci_low=r.diff_ci_low, diff_ci_high=r.diff_ci_high)
+        if r.validated_n:
+            entry.update(validated_psnr=r.validated_psnr_mean, validated_diff=r.validated_diff_mean)
         if r.oracle_n:
-            entry["oracle_psnr"] = r.oracle_psnr_mean
+            entry.update(oracle_psnr=r.oracle_psnr_mean, oracle_diff=r.oracle_diff_mean)
         if math.isfinite(r.seconds_mean):
             entry["adapt_seconds"] = r.seconds_mean
         if math.isfinite(r.eval_seconds_mean):
@@ -174,13 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging(args.log)
     plan = Plan(load_config(args.config))
     out = Path(args.out_dir) if args.out_dir else plan.metrics_dir()
-    runs = collect_runs(plan)
-    cells = aggregate_cells(runs)
+    curves = collect_curves(plan)
+    runs = collect_runs(plan, curves)
+    cells = aggregate_cells(runs, seed=plan.cfg["run"]["seed"])
     targets = [out / "runs.csv", out / "aggregate.csv", out / "metrics.json", out / "curves.csv"]
     with removed_on_failure(*targets):
         write_csv(runs, targets[0])
         write_csv(cells, targets[1])
         write_json(targets[2], metrics_tree(cells))
-        write_csv(collect_curves(plan), targets[3])
+        write_csv(curves, targets[3])
     log.info("aggregated %d runs into %d cells -> %s", len(runs), len(cells), out)
     return 0

@@ -77,8 +77,8 @@ def render(plan: Plan, out: Path) -> str:
         lines.append(f"- Backbone `{name}`: " + (f"preset {bb['preset']}, {how}" if bb.get("preset") else
                                                  f"trained weights `{bb['weights']}` used as they are (no pre-training)"))
     for name, t in plan.tasks.items():
-        lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
-                     f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
+        lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['n_images']} target images "
+                     f"(first {t['n_images']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
     a, enc = cfg["adapt"], cfg["encoder"]
     from ioda.adapt.protocol import get_protocol
 

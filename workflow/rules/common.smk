@@ -52,7 +52,7 @@ def image_run_counts():
     """{number of target images: tasks with that many}: one adapt rule per count (rules/adapt.smk)."""
     counts = {}
     for name, t in PLAN.tasks.items():
-        counts.setdefault(t["targets"], []).append(name)
+        counts.setdefault(t["n_images"], []).append(name)
     return counts
 
 
