@@ -308,14 +308,18 @@ def test_tables_demo_config_has_no_paper_column(results):
         for ext in ("csv", "md", "tex"):
             assert (plan.tables_dir() / f"{name}.{ext}").stat().st_size > 0
     md = (plan.tables_dir() / "table1.md").read_text()
-    assert "Paper" not in md and "not the paper's" in md and "population variance" in md
-    assert f"{np.mean([21, 22, 24]):.3f} ± {np.var([21, 22, 24]):.3g}" in md
+    assert "Paper" not in md and "not the paper's" in md and "population, ddof=0" in md
+    assert f"| {np.mean([21, 22, 24]):.3f} ± {np.std([21, 22, 24], ddof=1):.3f} |" in md  # mean ± std
+    assert f"| {np.var([21, 22, 24]):.3g} |" in md  # the paper's statistic, its own column
+    # differences to the source model with their interval; none of these includes 0
+    assert "| +2.333 [+1.000, +4.000] |" in md and "†" not in md.split("\n- ")[0]
     assert "UNTRAINED" in md
     t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
     assert list(t1["method"]) == ["Baseline (source model)", "Image-guided", "IODA (occlusion + instance)"]
     t5 = pd.read_csv(plan.tables_dir() / "table5.csv")
     assert list(t5["backbone"]) == ["safmn_tiny", "hat_tiny"]
-    assert t5["gain"].iloc[0] == pytest.approx(np.mean([23.0, 23.5, 24.5]) - 20.0)
+    assert t5["ioda_diff_psnr_mean"].iloc[0] == pytest.approx(np.mean([23.0, 23.5, 24.5]) - 20.0)
+    assert (t5["n"] == 3).all()
     tex = (plan.tables_dir() / "table5.tex").read_text()
     assert r"safmn\_tiny" in tex and r"$\pm$" in tex and r"\begin{tabular}" in tex
     t6 = pd.read_csv(plan.tables_dir() / "table6.csv")
@@ -325,14 +329,30 @@ def test_tables_demo_config_has_no_paper_column(results):
     assert ours["minutes"] == pytest.approx(2.0)  # mean of 60, 120, 180 s (adaptation only)
     assert ours["eval_minutes"] == pytest.approx(0.1)  # evaluations: their own column
     assert ours["hardware"] == "test CPU"
-    # both statistics side by side, the oracle labelled as such, in every table
+    # the three statistics side by side, each named for what it is, in every table
     for name in ("table1", "table5", "table6"):
         md = (plan.tables_dir() / f"{name}.md").read_text()
-        assert "(final step)" in md and "(best step, oracle)" in md and "the authors' statistic" in md
+        assert "PSNR, final step" in md and "PSNR, best step, oracle" in md and "the authors' statistic" in md
+        assert "PSNR, validated step" in md and "Δ vs source, final step [95% CI]" in md
         assert "Protocol `paper`" in md
     t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
     assert t1["oracle_psnr_mean"].iloc[2] == pytest.approx(np.mean([23.25, 24.0, 25.25]))
-    assert t5["ioda_oracle"].iloc[1] == pytest.approx(np.mean([23.75, 24.5, 25.75]))
+    assert t5["ioda_oracle_psnr_mean"].iloc[1] == pytest.approx(np.mean([23.75, 24.5, 25.75]))
+
+
+def test_tables_mark_intervals_that_include_zero(results):
+    cfg_path, plan = results
+    # a source model at 22.5 dB: image-guided's differences -1.5, -0.5, +1.5 straddle 0; IODA's 0.5, 1, 2 do not
+    write_json(plan.eval_dir(Run("canon", "safmn_tiny", "baseline", "source")) / "summary.json",
+               {"n": 1, "mean_psnr": 22.5, "mean_ssim": 0.2, "device": "cpu"})
+    aggregate.main(["--config", cfg_path])
+    tables.main(["--config", cfg_path])
+    rows = {line.split(" | ")[0]: line for line in (plan.tables_dir() / "table1.md").read_text().splitlines()
+            if line.startswith("| ")}
+    assert "[-1.500, +1.500] †" in rows["| Image-guided"]
+    assert "[+0.500, +2.000] |" in rows["| IODA (occlusion + instance)"]
+    assert r"$\dagger$" in (plan.tables_dir() / "table1.tex").read_text()
+    assert tables.fmt_cell("ci", [0.1, -0.2, 0.3]).endswith("†") and tables.fmt_cell("ci", [1.0, math.nan, math.nan]) == "+1.000"
 
 
 def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
@@ -351,6 +371,8 @@ def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
     assert ioda_row["delta_oracle"] == pytest.approx(np.mean([23.25, 24.0, 25.25]) - 27.461)
     md = (plan.tables_dir() / "table1.md").read_text()
     assert "Paper PSNR" in md and "Δ PSNR (final − paper)" in md and "Δ PSNR (oracle − paper)" in md
+    assert "Paper variance" in md and "| 0.008 |" in md and "Δ PSNR (validated − paper)" in md
+    assert "Paper IODA (occlusion + instance) variance" in (plan.tables_dir() / "table5.md").read_text()
     t5 = pd.read_csv(plan.tables_dir() / "table5.csv")
     assert t5["paper_finetune"].tolist() == pytest.approx([29.875, 29.989])
     t6 = pd.read_csv(plan.tables_dir() / "table6.csv")

@@ -34,7 +34,8 @@ from ioda.plan import Plan, Run
 from ioda.report import stats
 from ioda.runtime import setup_logging
 
-VARIANCE_NOTE = "± = population variance (ddof=0) over the N target images"
+VARIANCE_NOTE = ("mean ± std = sample standard deviation (ddof=1) over the N target images; the paper's ± is a "
+                 "variance: ours (population, ddof=0) is its own column")
 RUN_COLUMNS = ["task", "backbone", "variant", "run", "protocol", "psnr", "ssim", "seconds", "eval_seconds",
                "evaluations", "device", "hardware", "untrained_encoder", "oracle_psnr", "oracle_ssim", "oracle_step",
                "final_step", "validation_task", "validated_step", "validated_psnr"]

@@ -1,12 +1,14 @@
 """`ioda tables`: the paper's Tables 1-6 (same rows and columns) as CSV, Markdown and LaTeX.
 
-Each cell shows mean ± variance over the N target images (population variance, as the paper's "±"; the
-tables say so). Both statistics side by side (issue 8): the final step (the saved model) and, where the runs
-evaluated along the way (adapt.eval_every), the best step — "oracle: picked on target HR, the authors'
-statistic". The paper's numbers appear next to them, with our differences, only when the configuration is the
-paper's (run.paper: true) and the cell is one the paper reports. Table 6 adds the measured adaptation time per
-run (evaluations excluded; their time is a separate column) and the hardware, and rows we do not run are
-marked "quoted from the paper".
+Each cell shows mean ± standard deviation over the N target images for up to three statistics side by side
+(ioda.report.aggregate): the final step (the saved model), and, where the runs evaluated along the way
+(adapt.eval_every), the validated step (chosen on the validation task's curves, no target HR of this task) and
+the best step ("oracle: picked on target HR, the authors' statistic"). Each adapted cell has the paired
+difference to the source model with its 95% bootstrap interval; "†" marks intervals that include 0. Our
+population variance (the paper's "±") is its own column. The paper's numbers (and its variance) appear next to
+them, with our differences, only when the configuration is the paper's (run.paper: true) and the cell is one
+the paper reports. Table 6 adds the measured adaptation time per run (evaluations excluded; their time is a
+separate column) and the hardware, and rows we do not run are marked "quoted from the paper".
 
 CSV holds the raw numbers (one column per quantity); Markdown/LaTeX hold the formatted table.
 """
@@ -23,7 +25,8 @@ import pandas as pd
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
-from ioda.report.aggregate import VARIANCE_NOTE
+from ioda.report.aggregate import STATISTICS, VARIANCE_NOTE, Statistic
+from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 from ioda.report.paper_numbers import TABLE6_QUOTED, PaperValue, paper_value
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
@@ -58,12 +61,20 @@ METHOD_BY_TABLE = {
 
 
 PROTOCOL_TEXT = {"authors": "the authors' released code, exactly", "paper": "the paper's text and our documented choices"}
-FINAL_HEADER = "PSNR (final step)"
-ORACLE_HEADER = "PSNR (best step, oracle)"
+STAT_LABEL = {"final": "final step", "validated": "validated step", "oracle": "best step, oracle"}
+NO_EFFECT = "†"  # the interval of the difference to the source model includes 0
 ORACLE_NOTE = ("PSNR (best step, oracle): the best mean PSNR on the target test set along the adaptation, evaluated "
                "every adapt.eval_every steps with step 0 included — oracle: picked on target HR, the authors' "
                "statistic (their script kept every 10-step checkpoint with its PSNR). The final step is the "
                "saved model, used for the figures.")
+VALIDATED_NOTE = ("PSNR (validated step): each run's PSNR at the step count with the best mean PSNR along the "
+                  "validation task's curves (experiments.tasks.<task>.validation: the same source model, backbone "
+                  "and variant adapted to another target), so no target HR of this task chooses it; '-' where the "
+                  "task names no validation task.")
+CI_NOTE = (f"Δ vs source: mean over the N target images of PSNR(run adapted on image i) − PSNR(source model), both "
+           f"on the same target test images; [{CONFIDENCE:.0%} CI]: percentile bootstrap over the N images "
+           f"({BOOTSTRAP_RESAMPLES} resamples, seeded by run.seed); {NO_EFFECT} the interval includes 0: no effect "
+           "shown at this N. One image (N = 1) has no interval.")
 
 
 @dataclass
@@ -95,6 +106,21 @@ def fmt_cell(kind: str, values: list) -> str:
         return f"{values[0]:.3f}" if _finite(values[0]) else "-"
     if kind == "diff":
         return f"{values[0]:+.3f}" if _finite(values[0]) else "-"
+    if kind == "var":
+        return f"{values[0]:.3g}" if _finite(values[0]) else "-"
+    if kind == "ci":  # difference [low, high], marked when the interval includes 0
+        diff, low, high = values
+        if not _finite(diff):
+            return "-"
+        if not (_finite(low) and _finite(high)):
+            return f"{diff:+.3f}"
+        return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]" + (f" {NO_EFFECT}" if low <= 0.0 <= high else "")
+    if kind in ("ms", "ms4"):  # mean ± std
+        mean, std = values
+        if not _finite(mean):
+            return "-"
+        m = f"{mean:.3f}" if kind == "ms" else f"{mean:.4f}"
+        return f"{m} ± {std:.3f}" if _finite(std) and kind == "ms" else (f"{m} ± {std:.4f}" if _finite(std) else m)
     if kind == "time":  # minutes: 2 decimals as the paper, 3 significant digits for sub-second demo runs
         v = values[0]
         return "-" if not _finite(v) else (f"{v:.2f}" if v >= 0.1 else f"{v:.3g}")
@@ -123,7 +149,8 @@ _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#
 
 def tex_escape(s: str) -> str:
     out = "".join(_TEX_ESCAPE.get(c, c) for c in s)
-    return out.replace("±", r"$\pm$").replace("→", r"$\rightarrow$").replace("−", "-")
+    return (out.replace("±", r"$\pm$").replace("→", r"$\rightarrow$").replace("−", "-")
+            .replace(NO_EFFECT, r"$\dagger$").replace("Δ", r"$\Delta$"))
 
 
 def to_latex(t: Table) -> str:
@@ -169,7 +196,7 @@ class Builder:
 
     def notes(self, extra: list[str] | None = None) -> list[str]:
         n = [f"PSNR (dB) / SSIM on the Y channel, border = scale cropped; {VARIANCE_NOTE}; "
-             "baseline and fine-tune do not depend on a target image (N = 1, no variance)."]
+             "baseline and fine-tune do not depend on a target image (N = 1, no spread)."]
         n.append(f"Protocol `{self.cfg['adapt']['protocol']}`: {PROTOCOL_TEXT[self.cfg['adapt']['protocol']]} "
                  "(docs/method.md).")
         n += extra or []
@@ -183,144 +210,168 @@ class Builder:
                      "reproduction of the method's effect.")
         return n
 
+    # ---- the three statistics --------------------------------------------------------------------------
+    def statistics(self, keys) -> list[Statistic]:
+        """final always; validated and oracle where any of these cells evaluated along the way."""
+        curves = any(_finite(self.cells[k].get("oracle_psnr_mean")) for k in keys if k in self.cells)
+        return [s for s in STATISTICS if s.name == "final" or curves]
+
+    @staticmethod
+    def stat_columns(stats: list[Statistic], prefix: str = "", label: str = "", diff: bool = True) -> list:
+        cols = []
+        for s in stats:
+            cols.append((f"{label}PSNR, {STAT_LABEL[s.name]} (mean ± std)", "ms", (prefix + s.mean, prefix + s.std)))
+            if diff:
+                cols.append((f"{label}Δ vs source, {STAT_LABEL[s.name]} [{CONFIDENCE:.0%} CI]", "ci",
+                             (prefix + s.diff, prefix + s.low, prefix + s.high)))
+        return cols
+
+    @staticmethod
+    def stat_values(c: dict, prefix: str = "") -> dict:
+        """The cell's numbers of every statistic (std only with N > 1), keyed prefix + aggregate column."""
+        out = {}
+        for s in STATISTICS:
+            for key in (s.mean, s.std, s.diff, s.low, s.high):
+                value = c.get(key, math.nan)
+                out[prefix + key] = value if key != s.std or c["n"] > 1 else math.nan
+        return out
+
+    def stat_notes(self, stats: list[Statistic]) -> list[str]:
+        names = {s.name for s in stats}
+        return [CI_NOTE] + ([VALIDATED_NOTE] if "validated" in names else []) + ([ORACLE_NOTE] if "oracle" in names else [])
+
+    def paper_columns(self, stats: list[Statistic]) -> list:
+        return [("Paper PSNR", "num", ("paper_psnr",)), ("Paper variance", "var", ("paper_var",)),
+                ("Paper SSIM", "num", ("paper_ssim",))] + [
+            (f"Δ PSNR ({s.name} − paper)", "diff", (self.delta_key(s),)) for s in stats]
+
+    @staticmethod
+    def delta_key(s: Statistic, prefix: str = "") -> str:
+        return f"delta_{prefix}psnr" if s.name == "final" else f"delta_{prefix}{s.name}"
+
     # Tables 1-3: rows = methods.
     def method_rows(self, name: str) -> Table:
         spec = self.cfg["experiments"]["tables"][name]
         multi = len(spec["tasks"]) > 1 or len(spec["backbones"]) > 1
+        keys = [(t, b, v) for t in spec["tasks"] for b in spec["backbones"] for v in spec["variants"]]
+        stats = self.statistics(keys)
         cols = [("Task", "text", ("task",)), ("Backbone", "text", ("backbone",))] if multi else []
-        cols += [("Method", "text", ("method",)), ("N", "int", ("n",)),
-                 (FINAL_HEADER, "mv", ("psnr_mean", "psnr_var")), ("SSIM", "mv4", ("ssim_mean", "ssim_var"))]
-        has_oracle = False
+        cols += [("Method", "text", ("method",)), ("N", "int", ("n",))] + self.stat_columns(stats)
+        cols += [("PSNR variance, final step", "var", ("psnr_var",)),
+                 ("SSIM, final step (mean ± std)", "ms4", ("ssim_mean", "ssim_std"))]
         rows = []
-        for task in spec["tasks"]:
-            for bb in spec["backbones"]:
-                for v in spec["variants"]:
-                    c = self.cell(name, task, bb, v)
-                    row = {"task": self.task_label(task), "backbone": bb, "method": self.method(name, v), "n": c["n"],
-                           "psnr_mean": c["psnr_mean"], "psnr_var": c["psnr_var"] if c["n"] > 1 else math.nan,
-                           "ssim_mean": c["ssim_mean"], "ssim_var": c["ssim_var"] if c["n"] > 1 else math.nan,
-                           "oracle_psnr_mean": c["oracle_psnr_mean"], "oracle_psnr_var": c["oracle_psnr_var"]}
-                    has_oracle |= _finite(c["oracle_psnr_mean"])
-                    self._add_paper(row, self.paper_of(name, task, bb, v))
-                    rows.append(row)
-        extra = []
-        if has_oracle:
-            cols.insert(cols.index((FINAL_HEADER, "mv", ("psnr_mean", "psnr_var"))) + 1,
-                        (ORACLE_HEADER, "mv", ("oracle_psnr_mean", "oracle_psnr_var")))
-            extra.append(ORACLE_NOTE)
+        for task, bb, v in keys:
+            c = self.cell(name, task, bb, v)
+            row = {"task": self.task_label(task), "backbone": bb, "method": self.method(name, v), "n": c["n"],
+                   **self.stat_values(c), "psnr_var": c["psnr_var"] if c["n"] > 1 else math.nan,
+                   "ssim_mean": c["ssim_mean"], "ssim_std": c.get("ssim_std", math.nan)}
+            self._add_paper(row, self.paper_of(name, task, bb, v))
+            rows.append(row)
         if self.paper:
-            cols += [("Paper PSNR", "mv", ("paper_psnr", "paper_var")), ("Paper SSIM", "num", ("paper_ssim",)),
-                     ("Δ PSNR (final − paper)", "diff", ("delta_psnr",))]
-            if has_oracle:
-                cols.append(("Δ PSNR (oracle − paper)", "diff", ("delta_oracle",)))
-        return Table(name, TITLES[name], cols, rows, self.notes(extra))
+            cols += self.paper_columns(stats)
+        return Table(name, TITLES[name], cols, rows, self.notes(self.stat_notes(stats)))
 
     @staticmethod
     def _add_paper(row: dict, pv: PaperValue | None) -> None:
-        """paper_psnr/ssim/var/minutes and delta_psnr (ours - paper) columns; NaN where the paper has none."""
+        """paper_psnr/ssim/var/minutes and delta_* (ours - paper, per statistic) columns; NaN where the paper
+        has none."""
         def get(attr):
             value = getattr(pv, attr) if pv else None
             return math.nan if value is None else value
 
         for attr in ("psnr", "ssim", "var", "minutes"):
             row[f"paper_{attr}"] = get(attr)
-        for key, ours in (("delta_psnr", row.get("psnr_mean")), ("delta_oracle", row.get("oracle_psnr_mean"))):
-            row[key] = ours - row["paper_psnr"] if _finite(ours) and _finite(row["paper_psnr"]) else math.nan
+        for s in STATISTICS:
+            ours = row.get(s.mean)
+            row[Builder.delta_key(s)] = ours - row["paper_psnr"] if _finite(ours) and _finite(row["paper_psnr"]) else math.nan
 
-    # Tables 4 and 5: rows = tasks (4) or backbones (5), one PSNR column per variant.
+    # Tables 4 and 5: rows = tasks (4) or backbones (5), the statistics of each variant side by side.
     def pivot(self, name: str, by: str) -> Table:
         spec = self.cfg["experiments"]["tables"][name]
         variants = spec["variants"]
-        oracle = [v for v in variants if any(_finite(c["oracle_psnr_mean"]) for k, c in self.cells.items() if k[2] == v)]
-        cols = [("Task", "text", ("task",)), ("Backbone", "text", ("backbone",))]
+        keys = [(t, b, v) for t in spec["tasks"] for b in spec["backbones"] for v in variants]
+        cols = [("Task", "text", ("task",)), ("Backbone", "text", ("backbone",)), ("N", "int", ("n",))]
+        shown: dict[str, list[Statistic]] = {}
         for v in variants:
-            cols.append((f"{METHOD[v]} PSNR (final step)" if v in oracle else f"{METHOD[v]} PSNR", "mv",
-                         (f"{v}_psnr", f"{v}_var")))
-            if v in oracle:
-                cols.append((f"{METHOD[v]} PSNR (best step, oracle)", "mv", (f"{v}_oracle", f"{v}_oracle_var")))
+            shown[v] = self.statistics([k for k in keys if k[2] == v])
+            cols += self.stat_columns(shown[v], f"{v}_", f"{METHOD[v]}: ", diff=v != "baseline")
             if self.paper:
-                cols.append((f"Paper {METHOD[v]}", "num", (f"paper_{v}",)))
-        if "baseline" in variants and "ioda" in variants:
-            cols.append(("Gain (IODA − baseline)", "diff", ("gain",)))
+                cols += [(f"Paper {METHOD[v]}", "num", (f"paper_{v}",)),
+                         (f"Paper {METHOD[v]} variance", "var", (f"paper_{v}_var",))]
         if self.paper:
-            cols.append(("Δ IODA PSNR (final − paper)", "diff", ("delta_ioda",)))
-            if "ioda" in oracle:
-                cols.append(("Δ IODA PSNR (oracle − paper)", "diff", ("delta_ioda_oracle",)))
+            cols += [(f"Δ {METHOD[v]} PSNR ({s.name} − paper)", "diff", (self.delta_key(s, f"{v}_"),))
+                     for v in variants if v != "baseline" for s in shown[v]]
         rows = []
         outer = spec["tasks"] if by == "task" else spec["backbones"]
         inner = spec["backbones"] if by == "task" else spec["tasks"]
         for o in outer:
             for i in inner:
                 task, bb = (o, i) if by == "task" else (i, o)
-                row = {"task": self.task_label(task), "backbone": bb}
+                row = {"task": self.task_label(task), "backbone": bb, "n": 0}
                 for v in variants:
                     c = self.cell(name, task, bb, v)
-                    row[f"{v}_psnr"] = c["psnr_mean"]
-                    row[f"{v}_var"] = c["psnr_var"] if c["n"] > 1 else math.nan
-                    row[f"{v}_oracle"] = c["oracle_psnr_mean"]
-                    row[f"{v}_oracle_var"] = c["oracle_psnr_var"] if c["n"] > 1 else math.nan
+                    row["n"] = max(row["n"], c["n"])  # the target images of the adapted variants
+                    row.update(self.stat_values(c, f"{v}_"))
                     pv = self.paper_of(name, task, bb, v)
                     row[f"paper_{v}"] = pv.psnr if pv and pv.psnr is not None else math.nan
-                if "baseline" in variants and "ioda" in variants:
-                    row["gain"] = row["ioda_psnr"] - row["baseline_psnr"]
-                if "ioda" in variants:
-                    row["delta_ioda"] = row["ioda_psnr"] - row.get("paper_ioda", math.nan)
-                    row["delta_ioda_oracle"] = row["ioda_oracle"] - row.get("paper_ioda", math.nan)
+                    row[f"paper_{v}_var"] = pv.var if pv and pv.var is not None else math.nan
+                    for s in STATISTICS:
+                        ours = row[f"{v}_{s.mean}"]
+                        row[self.delta_key(s, f"{v}_")] = ours - row[f"paper_{v}"] if _finite(ours) and _finite(
+                            row[f"paper_{v}"]) else math.nan
                 rows.append(row)
-        return Table(name, TITLES[name], cols, rows, self.notes([ORACLE_NOTE] if oracle else []))
+        stats = max(shown.values(), key=len)
+        return Table(name, TITLES[name], cols, rows, self.notes(self.stat_notes(stats)))
 
     # Table 6: rows = methods, with time and hardware; other methods quoted from the paper.
     def comparison(self, name: str) -> Table:
         spec = self.cfg["experiments"]["tables"][name]
-        keys = [(t, b, v) for t in spec["tasks"] for b in spec["backbones"] for v in spec["variants"]]
-        has_oracle = any(_finite(self.cells[k]["oracle_psnr_mean"]) for k in keys if k in self.cells)
-        cols = [("Method", "text", ("method",)), ("N", "int", ("n",)), (FINAL_HEADER, "mv", ("psnr_mean", "psnr_var"))]
-        cols += [(ORACLE_HEADER, "mv", ("oracle_psnr_mean", "oracle_psnr_var"))] if has_oracle else []
-        cols += [("SSIM", "mv4", ("ssim_mean", "ssim_var")), ("Adaptation time (min)", "time", ("minutes",))]
+        table_cells = set(self.plan.table_cells())
+        keys = [(t, b, v) for t in spec["tasks"] for b in spec["backbones"] for v in spec["variants"]
+                if (t, b, v) in table_cells]  # `only` leaves some out
+        stats = self.statistics(keys)
+        has_oracle = len(stats) > 1
+        cols = [("Method", "text", ("method",)), ("N", "int", ("n",))] + self.stat_columns(stats)
+        cols += [("PSNR variance, final step", "var", ("psnr_var",)),
+                 ("SSIM, final step (mean ± std)", "ms4", ("ssim_mean", "ssim_std")),
+                 ("Adaptation time (min)", "time", ("minutes",))]
         cols += [("Evaluation time (min)", "time", ("eval_minutes",))] if has_oracle else []
         cols += [("Hardware", "text", ("hardware",)), ("Source", "text", ("source",))]
         if self.paper:
-            cols += [("Paper PSNR", "num", ("paper_psnr",)), ("Paper SSIM", "num", ("paper_ssim",)),
-                     ("Paper time (min)", "time", ("paper_minutes",)), ("Δ PSNR (final − paper)", "diff", ("delta_psnr",))]
-            cols += [("Δ PSNR (oracle − paper)", "diff", ("delta_oracle",))] if has_oracle else []
+            cols += self.paper_columns(stats)[:3] + [("Paper time (min)", "time", ("paper_minutes",))]
+            cols += self.paper_columns(stats)[3:]
         rows = []
-        for task in spec["tasks"]:
-            for bb in spec["backbones"]:
-                for v in spec["variants"]:
-                    if (task, bb, v) not in self.plan.cells():
-                        continue  # excluded by `only`
-                    c = self.cell(name, task, bb, v)
-                    label = {"baseline": f"{bb} (source model)", "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(
-                        v, f"{bb} + {METHOD[v]}")
-                    if len(spec["tasks"]) > 1:
-                        label += f" ({self.task_label(task)})"
-                    seconds, eval_seconds = c["seconds_mean"], c.get("eval_seconds_mean", math.nan)
-                    row = {"method": label, "n": c["n"], "psnr_mean": c["psnr_mean"],
-                           "psnr_var": c["psnr_var"] if c["n"] > 1 else math.nan, "ssim_mean": c["ssim_mean"],
-                           "ssim_var": c["ssim_var"] if c["n"] > 1 else math.nan,
-                           "oracle_psnr_mean": c["oracle_psnr_mean"],
-                           "oracle_psnr_var": c["oracle_psnr_var"] if c["n"] > 1 else math.nan,
-                           "minutes": seconds / 60.0 if _finite(seconds) and v != "baseline" else math.nan,
-                           "eval_minutes": eval_seconds / 60.0 if _finite(eval_seconds) and c.get("evaluations_mean", 0)
-                           else math.nan,
-                           "hardware": c["hardware"] if v != "baseline" else "", "source": "this run"}
-                    self._add_paper(row, self.paper_of(name, task, bb, v))
-                    rows.append(row)
+        for task, bb, v in keys:
+            c = self.cell(name, task, bb, v)
+            label = {"baseline": f"{bb} (source model)", "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(
+                v, f"{bb} + {METHOD[v]}")
+            if len(spec["tasks"]) > 1:
+                label += f" ({self.task_label(task)})"
+            seconds, eval_seconds = c["seconds_mean"], c.get("eval_seconds_mean", math.nan)
+            row = {"method": label, "n": c["n"], **self.stat_values(c),
+                   "psnr_var": c["psnr_var"] if c["n"] > 1 else math.nan,
+                   "ssim_mean": c["ssim_mean"], "ssim_std": c.get("ssim_std", math.nan),
+                   "minutes": seconds / 60.0 if _finite(seconds) and v != "baseline" else math.nan,
+                   "eval_minutes": eval_seconds / 60.0 if _finite(eval_seconds) and c.get("evaluations_mean", 0)
+                   else math.nan,
+                   "hardware": c["hardware"] if v != "baseline" else "", "source": "this run"}
+            self._add_paper(row, self.paper_of(name, task, bb, v))
+            rows.append(row)
         for label, pv in TABLE6_QUOTED:
-            row = {"method": label, "n": math.nan, "psnr_mean": pv.psnr, "psnr_var": math.nan,
-                   "oracle_psnr_mean": math.nan, "oracle_psnr_var": math.nan, "eval_minutes": math.nan,
-                   "ssim_mean": pv.ssim if pv.ssim is not None else math.nan, "ssim_var": math.nan,
+            row = {"method": label, "n": math.nan, **self.stat_values({"n": 1}), "psnr_mean": pv.psnr,
+                   "psnr_var": math.nan, "eval_minutes": math.nan,
+                   "ssim_mean": pv.ssim if pv.ssim is not None else math.nan, "ssim_std": math.nan,
                    "minutes": pv.minutes if pv.minutes is not None else math.nan, "hardware": "",
                    "source": "quoted from the paper"}
             self._add_paper(row, pv)
-            row["delta_psnr"] = row["delta_oracle"] = math.nan
+            for s in STATISTICS:
+                row[self.delta_key(s)] = math.nan
             rows.append(row)
         notes = ["Adaptation time: wall-clock seconds of the adaptation loop per run (adapt.json), evaluations "
                  "excluded, averaged over the N runs; evaluation time (the test set every adapt.eval_every steps) "
                  "is its own column, and the authors' wall clock included both. The paper's times are on an RTX "
                  "2080Ti (SAFMN, SRFormer) and a V100 (HAT)."]
-        notes += [ORACLE_NOTE] if has_oracle else []
-        return Table(name, TITLES[name], cols, rows, self.notes(notes))
+        return Table(name, TITLES[name], cols, rows, self.notes(notes + self.stat_notes(stats)))
 
     def build(self, name: str) -> Table:
         if name in ("table1", "table2", "table3"):
