@@ -444,4 +444,9 @@ def test_summary_states_untrained_and_links_figures(results):
     assert "untrained" in text and "not** the paper's numbers" in text
     assert "](figures/fig1_bars.png)" in text and "fig4_tsne" not in text.split("## Figures")[1]
     assert "**Table 1" in text and "**Table 6" in text
+    # effects in words: image-guided and both IODA cells gain; ZSSR's -1, -0.5, 0 dB reach 0; fine-tune: one run
+    effects = text.split("## Effects")[1].split("##")[0]
+    assert "- Final step: 3 of 4 adapted cells show an effect" in effects and "3 gains, 0 losses" in effects
+    assert "2 with one run have no interval" in effects and "canon/safmn_tiny/ioda +3.667 dB" in effects
+    assert "- Best step, oracle: 3 of 3" in effects and "Validated" not in effects  # no validation task here
     assert "min in total over" in text

@@ -6,12 +6,16 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import write_text
+from ioda.report.aggregate import STATISTICS
 from ioda.report.figures import FIGURES
+from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
+from ioda.report.tables import STAT_LABEL
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
 from ioda.runtime import setup_logging
@@ -50,6 +54,47 @@ def what_is_real(cfg: dict, untrained: bool) -> list[str]:
     m = cfg["masks"]
     lines.append("- Instance masks: " + (f"SAM {m['sam_model']}" if m["source"] == "sam" else
                                          "superpixels (a stand-in for SAM instances, whose weights are not at hand)"))
+    return lines
+
+
+def _cell_name(r) -> str:
+    return f"{r.task}/{r.backbone}/{r.variant}"
+
+
+def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
+    """In words, per statistic: how many of the tables' adapted cells show an effect, i.e. a 95% interval of
+    the paired difference to the source model that excludes 0, and which."""
+    shown = set(plan.table_cells())
+    rows = [r for r in cells.itertuples(index=False) if (r.task, r.backbone, r.variant) in shown]
+    lines = []
+    for s in STATISTICS:
+        if s.diff not in cells:
+            continue
+        rated = [r for r in rows if np.isfinite(getattr(r, s.low)) and np.isfinite(getattr(r, s.high))]
+        if not rated:
+            continue
+        gains = [r for r in rated if getattr(r, s.low) > 0]
+        losses = [r for r in rated if getattr(r, s.high) < 0]
+        unrated = len([r for r in rows if r.variant != "baseline" and np.isfinite(getattr(r, s.diff))]) - len(rated)
+        line = (f"- {STAT_LABEL[s.name].capitalize()}: {len(gains) + len(losses)} of {len(rated)} adapted cells "
+                f"show an effect (the {CONFIDENCE:.0%} interval of the difference to the source model excludes 0): "
+                f"{len(gains)} gain{'s' if len(gains) != 1 else ''}, {len(losses)} loss{'es' if len(losses) != 1 else ''}; "
+                f"the other {len(rated) - len(gains) - len(losses)} are within the spread between target images")
+        line += f"; {unrated} with one run have no interval" if unrated else ""
+        if s.name == "oracle":
+            line += " (the oracle picks its step on target HR: optimistic by construction)"
+        for label, group in (("gains", gains), ("losses", losses)):
+            if group:
+                line += f". {label.capitalize()}: " + ", ".join(
+                    f"{_cell_name(r)} {getattr(r, s.diff):+.3f} dB [{getattr(r, s.low):+.3f}, {getattr(r, s.high):+.3f}]"
+                    for r in group)
+        lines.append(line)
+    if not lines:
+        lines.append("- No cell has an interval (every adapted cell has one run).")
+    ns = sorted({t["n_images"] for t in plan.tasks.values()})
+    lines.append(f"- Intervals: percentile bootstrap over the N target images, {BOOTSTRAP_RESAMPLES} resamples, "
+                 f"seed {plan.cfg['run']['seed']}; with N = {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} target "
+                 "images per cell a small effect can stay undetected.")
     return lines
 
 
@@ -120,6 +165,8 @@ def render(plan: Plan, out: Path) -> str:
             except Exception:  # a malformed benchmark file must not break the report
                 continue
         lines.append(f"- Wall time of all benchmarked jobs (Snakemake `benchmark:` files, summed): {total / 60:.2f} min")
+    lines += ["", "## Effects", ""] + effects(plan, _read_csv(plan.metrics_dir() / "aggregate.csv",
+                                                              "aggregate.csv from `ioda aggregate`"))
     # Tables.
     lines += ["", "## Tables", ""]
     for name in sorted(plan.tables):
