@@ -390,9 +390,11 @@ def test_paper_numbers_match_method_md():
 
 
 # ---- figures and summary ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["fig1_bars", "curves", "fig8_visuals"])
-def test_figures_write_png_and_pdf(results, name):
-    cfg_path, plan = results
+@pytest.mark.parametrize("name", ["fig1_bars", "curves", "fig8_visuals", "paired"])
+def test_figures_write_png_and_pdf(tmp_path, name):
+    cfg = copy.deepcopy(VALIDATED)
+    cfg["report"]["paired"] = {"task": "canon", "backbone": "safmn_tiny", "variants": ["image_guided", "ioda"]}
+    cfg_path, plan = fake_results(tmp_path, cfg)
     aggregate.main(["--config", cfg_path])
     assert figures.main([name, "--config", cfg_path]) == 0
     png, pdf = plan.figures_dir() / f"{name}.png", plan.figures_dir() / f"{name}.pdf"

@@ -104,7 +104,8 @@ def test_paper_dry_run_uses_the_authors_settings():
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     adapt = [line for line in out.splitlines() if "ioda adapt" in line and "--variant ioda" in line]
-    assert len(adapt) == 7 + 2  # Table 4's seven tasks + HAT and SRFormer on Canon: one job per cell ...
+    # Table 4's seven tasks + HAT and SRFormer on Canon, and on Nikon (Canon's validation task): one job per cell ...
+    assert len(adapt) == 7 + 2 + 2
     for line in adapt:
         assert "--index 0 1 2 3 4 " in line  # ... adapting its N = 5 target images
         assert "--steps 1500 --batch-size 2 --lr-patch 128 --lr 1e-05 --betas 0.0 0.9919919678228579" in line
@@ -116,7 +117,7 @@ def test_paper_dry_run_uses_the_authors_settings():
 
 
 def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
-    """config/realsr.yaml: registered weights fetched (no pre-training stage), pinned real datasets, N = 5."""
+    """config/realsr.yaml: registered weights fetched (no pre-training stage), pinned real datasets, N = 3."""
     proc = snakemake(ROOT, "-n", "-p", "--configfile", "config/realsr.yaml")
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -127,8 +128,10 @@ def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
     assert "ioda prepare bsd100_urban100" in out and "ioda prepare realsr_nikon_crops" in out
     adapt = [line for line in out.splitlines() if "ioda adapt" in line]
     ioda_runs = [line for line in adapt if "--variant ioda" in line]
-    assert len(ioda_runs) == 3  # one job per cell: craft on Canon and Nikon, ditn on Canon ...
-    assert all("--index 0 1 2 3 4 " in line for line in ioda_runs)  # ... adapting its 5 target images
+    # one job per cell: craft on Canon and Nikon, ditn on Canon and on Nikon (Canon's validation task) ...
+    assert len(ioda_runs) == 4
+    assert all("--index 0 1 2 --" in line for line in ioda_runs)  # ... adapting its 3 target images
+    assert all("--eval-every 3" in line for line in adapt if "--variant ioda" in line or "image_guided" in line)
     assert all("--source-data data/bsd100_urban100/train" in line for line in adapt)
     assert any("--model results/realsr/weights/craft_x4.pth" in line for line in ioda_runs)
     assert any("--model results/realsr/weights/ditn_real_x4.pth" in line for line in ioda_runs)

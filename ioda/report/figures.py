@@ -5,7 +5,11 @@
                 occlusion (CLIP) and region masks (Alpha-CLIP alpha channel), with each condition's dispersion
                 (mean cosine distance of its L2-normalised features to their centroid)
   fig8_visuals  Figs. 8-9: a crop of the first test image: LR (nearest), each variant's SR, ground truth
-  curves        PSNR on the target test set vs adaptation step (an ORACLE curve: it looks at target HR)
+  curves        PSNR on the target test set vs adaptation step (an ORACLE curve: it looks at target HR), with
+                the final step, the validated step (chosen on the validation task's mean curve, drawn dotted)
+                and each run's oracle best step marked
+  paired        per target image: the source model's PSNR and the adapted run's (final, validated, oracle
+                step), one line per image, with each statistic's difference and 95% interval
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ioda.report.tables import METHOD, read_cells  # noqa: E402
 from ioda.runtime import progress_enabled, resolve_device, seed_everything, setup_logging  # noqa: E402
 
 LOG = logging.getLogger("ioda.report")
-FIGURES = ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves")
+FIGURES = ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves", "paired")
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 9})
 
 
@@ -86,31 +90,62 @@ def fig1_bars(plan: Plan):
 
 
 # ---- PSNR-vs-step curves -------------------------------------------------------------------------------
+def read_runs(plan: Plan) -> pd.DataFrame:
+    path = plan.metrics_dir() / "runs.csv"
+    if not path.is_file():
+        raise IodaError(f"{path}: file not found (expected runs.csv from `ioda aggregate`)")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _cell_runs(runs: pd.DataFrame, task: str, backbone: str, variant: str) -> pd.DataFrame:
+    return runs[(runs["task"] == task) & (runs["backbone"] == backbone) & (runs["variant"] == variant)]
+
+
 def curves(plan: Plan):
-    from ioda.report.aggregate import read_curve
+    from ioda.report.aggregate import read_curve, run_curves
 
     cell = plan.cfg["report"]["curves"]
     if not cell or plan.cfg["adapt"]["eval_every"] <= 0:
         raise IodaError("config: key 'report.curves': curves need a cell and adapt.eval_every > 0")
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    runs = read_runs(plan)
+    long = pd.read_csv(plan.metrics_dir() / "curves.csv")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    drawn = 0
+    drawn, final_steps = 0, set()
     for k, v in enumerate(v for v in cell["variants"] if v != "baseline"):
-        runs = [Run(cell["task"], cell["backbone"], v, r) for r in plan.run_ids(cell["task"], v)]
+        color = colors[k % len(colors)]
         series = []
-        for r in runs:
+        for r in (Run(cell["task"], cell["backbone"], v, r) for r in plan.run_ids(cell["task"], v)):
             path = plan.adapt_dir(r) / "curve.csv"
             if not path.is_file():
                 raise IodaError(f"{path}: file not found (expected the curve of `ioda adapt --eval-every`)")
             c = pd.DataFrame(read_curve(path))
             if len(c):
                 series.append(c.set_index("step")["psnr"])
-                ax.plot(c["step"], c["psnr"], color=colors[k % len(colors)], alpha=0.25, lw=0.8)
-        if series:
-            mean = pd.concat(series, axis=1).mean(axis=1)
-            ax.plot(mean.index, mean.to_numpy(), color=colors[k % len(colors)], lw=2, marker="o", ms=3,
-                    label=f"{METHOD[v]} (mean of {len(series)})")
-            drawn += 1
+                ax.plot(c["step"], c["psnr"], color=color, alpha=0.25, lw=0.8)
+                best = c.loc[c["psnr"].idxmax()]  # the oracle's pick for this run (earliest of equal maxima)
+                ax.plot([best["step"]], [best["psnr"]], marker="*", ms=8, color=color, alpha=0.6, ls="none",
+                        label=f"oracle best step per run ({METHOD[v]})" if not series[:-1] else None)
+                final_steps.add(int(c["step"].iloc[-1]))
+        if not series:
+            continue
+        mean = pd.concat(series, axis=1).mean(axis=1)
+        ax.plot(mean.index, mean.to_numpy(), color=color, lw=2, marker="o", ms=3,
+                label=f"{METHOD[v]} (mean of {len(series)})")
+        drawn += 1
+        mine = _cell_runs(runs, cell["task"], cell["backbone"], v)
+        val_task = next((t for t in mine["validation_task"].dropna() if t), None)
+        steps = mine["validated_step"].dropna()
+        if val_task is not None and len(steps):
+            val = run_curves(long, val_task, cell["backbone"], v)
+            if val:
+                vmean = pd.concat([pd.Series(c) for c in val.values()], axis=1).dropna().mean(axis=1)
+                ax.plot(vmean.index, vmean.to_numpy(), color=color, lw=1.2, ls=":",
+                        label=f"{METHOD[v]} on {val_task} (mean; chooses the validated step)")
+            ax.axvline(float(steps.iloc[0]), color=color, ls="--", lw=1.2,
+                       label=f"validated step {int(steps.iloc[0])} ({METHOD[v]}, chosen on {val_task})")
+    for s in sorted(final_steps):
+        ax.axvline(s, color="0.3", ls="-.", lw=1, label=f"final step {s}")
     base = plan.eval_dir(Run(cell["task"], cell["backbone"], "baseline", "source")) / "summary.json"
     if base.is_file():
         ax.axhline(read_json(base)["mean_psnr"], color="k", ls="--", lw=1, label="source model")
@@ -118,9 +153,51 @@ def curves(plan: Plan):
         raise IodaError("curves: every curve.csv of the report.curves cell is empty")
     ax.set_xlabel("adaptation step")
     ax.set_ylabel("PSNR on target test set (dB, Y)")
-    ax.set_title(f"Oracle curve (uses target HR; never picks the model) — {cell['backbone']}, {cell['task']}",
+    ax.set_title(f"PSNR vs step (target HR; only the oracle picks on it) — {cell['backbone']}, {cell['task']}",
                  fontsize=9)
-    ax.legend()
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+# ---- per-image paired plot ------------------------------------------------------------------------------
+def paired(plan: Plan):
+    from ioda.report.aggregate import STATISTICS
+    from ioda.report.tables import STAT_LABEL
+
+    cell = plan.cfg["report"]["paired"]
+    if not cell:
+        raise IodaError("config: key 'report.paired': the paired plot needs a cell (task, backbone, variants)")
+    task, bb = cell["task"], cell["backbone"]
+    runs = read_runs(plan)
+    cells = read_cells(plan.metrics_dir() / "aggregate.csv")
+    source = _cell_runs(runs, task, bb, "baseline")["psnr"]
+    if not len(source):
+        raise IodaError(f"runs.csv: no source-model run for task {task!r}, backbone {bb!r} (rerun `ioda aggregate`)")
+    variants = [v for v in cell["variants"] if v != "baseline"]
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 4.4), sharey=True, squeeze=False)
+    for ax, v in zip(axes[0], variants):
+        mine = _cell_runs(runs, task, bb, v)
+        agg = cells[(cells["task"] == task) & (cells["backbone"] == bb) & (cells["variant"] == v)]
+        stats = [s for s in STATISTICS if mine[s.run].notna().any()]
+        labels = ["source model"] + [STAT_LABEL[s.name] for s in stats]
+        for i, r in enumerate(mine.itertuples(index=False)):
+            ys = [float(source.iloc[0])] + [getattr(r, s.run) for s in stats]
+            ax.plot(range(len(ys)), ys, marker="o", ms=4, lw=1, alpha=0.8, label=f"target image {r.run}")
+        text = []
+        for s in stats:
+            if len(agg) and np.isfinite(agg.iloc[0][s.diff]):
+                a = agg.iloc[0]
+                ci = (f" [{a[s.low]:+.2f}, {a[s.high]:+.2f}]" if np.isfinite(a[s.low]) else " (N = 1)")
+                text.append(f"{STAT_LABEL[s.name]}: {a[s.diff]:+.3f}{ci}")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"{METHOD[v]} (N = {len(mine)})", fontsize=9)
+        ax.text(0.0, -0.22, "Δ vs source, 95% CI (dB):\n" + "\n".join(text), transform=ax.transAxes, fontsize=7,
+                va="top")  # under the axis: the lines may be anywhere
+    axes[0][0].set_ylabel("PSNR on target test set (dB, Y)")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    t = plan.tasks[task]
+    fig.suptitle(f"Per target image, source model vs adapted — {bb}, {t['source']} → {t['target']}"
+                 f"{untrained_note(plan)}", fontsize=9)
     return fig
 
 
@@ -258,7 +335,8 @@ def fig4_tsne(plan: Plan):
     return fig
 
 
-BUILDERS = {"fig1_bars": fig1_bars, "fig4_tsne": fig4_tsne, "fig8_visuals": fig8_visuals, "curves": curves}
+BUILDERS = {"fig1_bars": fig1_bars, "fig4_tsne": fig4_tsne, "fig8_visuals": fig8_visuals, "curves": curves,
+            "paired": paired}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,8 @@ FIGURE_CAPTIONS = {
     "fig1_bars": "Fig. 1 — PSNR of the source model vs + IODA per backbone",
     "fig4_tsne": "Fig. 4 — t-SNE of encoder features of one target image under three sampling schemes",
     "fig8_visuals": "Figs. 8-9 — visual comparison on a crop of the first test image",
-    "curves": "PSNR vs adaptation step (oracle: uses target HR, never picks the model)",
+    "curves": "PSNR vs adaptation step, with the final, validated and oracle steps marked",
+    "paired": "Per target image: source model vs adapted PSNR (final, validated, oracle step), one line each",
 }
 
 

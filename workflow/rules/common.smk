@@ -129,6 +129,8 @@ def figure_names():
         names.append("fig8_visuals")
     if curve_runs():
         names.append("curves")
+    if config["report"]["paired"]:
+        names.append("paired")
     return names
 
 
@@ -287,6 +289,12 @@ def figure_inputs(wc):
         inputs["labels"] = str(PLAN.labels(target, 0))
     elif wc.figure == "curves":
         inputs["curves"] = curve_runs()
+        # the validated step and the validation task's curves
+        inputs["runs"] = f"{RES}/metrics/runs.csv"
+        inputs["long"] = f"{RES}/metrics/curves.csv"
+    elif wc.figure == "paired":
+        inputs["runs"] = f"{RES}/metrics/runs.csv"
+        inputs["cells"] = f"{RES}/metrics/aggregate.csv"
     elif wc.figure == "fig8_visuals":
         cell = config["report"]["visuals"]
         inputs["evals"] = [
