@@ -69,7 +69,7 @@ def fig1_bars(plan: Plan):
         base.append(b.psnr_mean)
         ioda.append(i.psnr_mean)
         base_err.append(0.0)
-        ioda_err.append(math.sqrt(i.psnr_var) if i.n > 1 and math.isfinite(i.psnr_var) else 0.0)
+        ioda_err.append(i.psnr_std if i.n > 1 and math.isfinite(i.psnr_std) else 0.0)  # sample std, as the tables
     if not names:
         raise IodaError(f"aggregate.csv: no backbone has both a baseline and an ioda cell for task {task!r} "
                         "(Fig. 1 needs both; add them to a table in experiments.tables)")
