@@ -198,7 +198,11 @@ def test_full_run_writes_tables_figures_and_summary(e2e):
         t = pd.read_csv(e2e / "results" / "tables" / f"{name}.csv")
         assert len(t) and t.select_dtypes("number").notna().any().any()
         assert (e2e / "results" / "tables" / f"{name}.tex").read_text().startswith(r"\begin{table}")
-    for fig in ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves"):
+    # the paired differences to the source model, with their intervals (N = 2 target images)
+    ioda = cells[cells.variant == "ioda"].iloc[0]
+    assert math.isfinite(ioda.diff_psnr_mean) and ioda.diff_ci_low <= ioda.diff_psnr_mean <= ioda.diff_ci_high
+    assert "## Effects" in (e2e / "results" / "summary.md").read_text()
+    for fig in ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves", "paired"):
         assert (e2e / "results" / "figures" / f"{fig}.png").stat().st_size > 1000
         assert (e2e / "results" / "figures" / f"{fig}.pdf").stat().st_size > 1000
     text = (e2e / "results" / "summary.md").read_text()
