@@ -173,10 +173,6 @@ def collect_runs(plan: Plan, curves: pd.DataFrame | None = None) -> pd.DataFrame
     return add_validated(plan, runs, collect_curves(plan) if curves is None else curves)
 
 
-def _var(x: pd.Series) -> float:
-    return stats.spread(x).var
-
-
 def _mean(x: pd.Series) -> float:
     x = x.dropna()
     return float(x.mean()) if len(x) else math.nan
