@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from ioda.report.stats import (BOOTSTRAP_RESAMPLES, bootstrap_ci, paired_diff, spread, validated_step,
-                               value_at_step)
+from ioda.report.stats import (BOOTSTRAP_RESAMPLES, bootstrap_ci, paired_diff, shows_effect, spread,
+                               validated_step, value_at_step)
 
 
 def test_spread_population_variance_and_sample_std():
@@ -48,6 +48,14 @@ def test_paired_difference_to_the_source_model():
     assert lower.mean == pytest.approx(-0.75) and lower.high == pytest.approx(-0.5) and not lower.includes_zero
     single = paired_diff([26.0], 25.0, seed=0)
     assert single.mean == pytest.approx(1.0) and single.includes_zero is None
+
+
+def test_an_interval_within_the_resolution_of_zero_shows_no_effect():
+    # two evaluations of the same source model (step 0 of a run, and the model itself) differ by ~1e-6 dB
+    same = paired_diff([25.397112, 25.397112, 25.397112], 25.397113, seed=0)
+    assert same.high < 0 and same.includes_zero and shows_effect(same.low, same.high) is False
+    assert shows_effect(0.002, 0.01) and shows_effect(-0.3, -0.0011) and not shows_effect(-0.02, 0.3)
+    assert shows_effect(0.0005, 0.01) is False and shows_effect(math.nan, 1.0) is None
 
 
 def test_validated_step_on_a_synthetic_curve():

@@ -23,6 +23,17 @@ from scipy import stats as sps
 
 BOOTSTRAP_RESAMPLES = 10_000
 CONFIDENCE = 0.95
+# An interval "includes 0" when it reaches within this many dB of 0: the tables' last digit, above how closely two
+# evaluations of one model agree (the step-0 evaluation inside a run and the source model's own differ by ~1e-6
+# dB on a CPU; the batched and per-image evaluators by 1.7e-4 dB on a GPU, README "Speed").
+RESOLUTION_DB = 1e-3
+
+
+def shows_effect(low: float, high: float, resolution: float = RESOLUTION_DB) -> bool | None:
+    """Whether an interval of a difference excludes 0 by more than `resolution`; None without an interval."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return low > resolution or high < -resolution
 
 
 @dataclass(frozen=True)
@@ -42,10 +53,9 @@ class PairedDiff:
 
     @property
     def includes_zero(self) -> bool | None:
-        """None when there is no interval (n < 2)."""
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            return None
-        return self.low <= 0.0 <= self.high
+        """Whether the interval reaches 0 (within RESOLUTION_DB); None when there is no interval (n < 2)."""
+        effect = shows_effect(self.low, self.high)
+        return None if effect is None else not effect
 
 
 def _finite(values) -> np.ndarray:

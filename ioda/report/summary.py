@@ -14,7 +14,7 @@ from ioda.errors import IodaError
 from ioda.files import write_text
 from ioda.report.aggregate import STATISTICS
 from ioda.report.figures import FIGURES
-from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
+from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, shows_effect
 from ioda.report.tables import STAT_LABEL
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
@@ -74,11 +74,13 @@ def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
         rated = [r for r in rows if np.isfinite(getattr(r, s.low)) and np.isfinite(getattr(r, s.high))]
         if not rated:
             continue
-        gains = [r for r in rated if getattr(r, s.low) > 0]
-        losses = [r for r in rated if getattr(r, s.high) < 0]
+        effect = [r for r in rated if shows_effect(getattr(r, s.low), getattr(r, s.high))]
+        gains = [r for r in effect if getattr(r, s.diff) > 0]
+        losses = [r for r in effect if getattr(r, s.diff) < 0]
         unrated = len([r for r in rows if r.variant != "baseline" and np.isfinite(getattr(r, s.diff))]) - len(rated)
         line = (f"- {STAT_LABEL[s.name].capitalize()}: {len(gains) + len(losses)} of {len(rated)} adapted cells "
-                f"show an effect (the {CONFIDENCE:.0%} interval of the difference to the source model excludes 0): "
+                f"show an effect (the {CONFIDENCE:.0%} interval of the difference to the source model excludes 0 "
+                f"by more than {RESOLUTION_DB} dB): "
                 f"{len(gains)} gain{'s' if len(gains) != 1 else ''}, {len(losses)} loss{'es' if len(losses) != 1 else ''}; "
                 f"the other {len(rated) - len(gains) - len(losses)} are within the spread between target images")
         line += f"; {unrated} with one run have no interval" if unrated else ""

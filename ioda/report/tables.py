@@ -26,7 +26,7 @@ from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
 from ioda.report.aggregate import STATISTICS, VARIANCE_NOTE, Statistic
-from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
+from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, shows_effect
 from ioda.report.paper_numbers import TABLE6_QUOTED, PaperValue, paper_value
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
@@ -73,8 +73,9 @@ VALIDATED_NOTE = ("PSNR (validated step): each run's PSNR at the step count with
                   "task names no validation task.")
 CI_NOTE = (f"Δ vs source: mean over the N target images of PSNR(run adapted on image i) − PSNR(source model), both "
            f"on the same target test images; [{CONFIDENCE:.0%} CI]: percentile bootstrap over the N images "
-           f"({BOOTSTRAP_RESAMPLES} resamples, seeded by run.seed); {NO_EFFECT} the interval includes 0: no effect "
-           "shown at this N. One image (N = 1) has no interval.")
+           f"({BOOTSTRAP_RESAMPLES} resamples, seeded by run.seed); {NO_EFFECT} the interval includes 0 (reaches "
+           f"within {RESOLUTION_DB} dB of it, the evaluations' numerical agreement): no effect shown at this N. One "
+           "image (N = 1) has no interval.")
 
 
 @dataclass
@@ -114,7 +115,7 @@ def fmt_cell(kind: str, values: list) -> str:
             return "-"
         if not (_finite(low) and _finite(high)):
             return f"{diff:+.3f}"
-        return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]" + (f" {NO_EFFECT}" if low <= 0.0 <= high else "")
+        return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]" + ("" if shows_effect(low, high) else f" {NO_EFFECT}")
     if kind in ("ms", "ms4"):  # mean ± std
         mean, std = values
         if not _finite(mean):
