@@ -87,8 +87,8 @@ def _naive_step(trainer: DirectionTrainer, encoder_trainable: torch.nn.Module) -
 
 def _floor_step(trainer: DirectionTrainer) -> None:
     b = trainer.sampler.sample().to(trainer.device)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=trainer.amp):
-        e = trainer._encode(trainer.model_t(b.lr_t).clamp(0, 1), b.alpha_t_hr)
+    with trainer.numerics.autocast(whole_step=True):
+        e = trainer._encode(trainer._sr(trainer.forward_t, b.lr_t).clamp(0, 1), b.alpha_t_hr)
         loss = e.float().square().mean()
     trainer.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -117,7 +117,7 @@ def _one(mode: str, preset: str, encoder_name: str, lr_patch: int, batch: int, s
     enc = build_encoder(encoder_name, seed=0, device=device)
     sampler = DirectionSampler(photo, labels, source, scale=4, lr_patch=lr_patch, batch_size=batch,
                                region="instance", occlusion=True, seed=0)
-    settings = AdaptSettings(steps=steps, batch_size=batch, lr_patch=lr_patch, amp="auto" if mode != "naive" else "off")
+    settings = AdaptSettings(steps=steps, batch_size=batch, lr_patch=lr_patch, numerics="auto" if mode != "naive" else "fp32")
     tr = DirectionTrainer(model, enc, sampler, get_variant("ioda"), settings, device, tmp)
     if mode == "naive":
         trainable = copy.deepcopy(enc).requires_grad_(True)

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ioda.errors import IodaError
 from ioda.files import atomic_path
+from ioda.train.numerics import Numerics
 from ioda.runtime import progress_enabled
 
 LOG = logging.getLogger("ioda")
@@ -91,7 +92,9 @@ class TrainLoop:
     - lr_fn: step -> learning rate set on the optimizer before the update (logged as a third CSV column);
     - extra: objects with state_dict()/load_state_dict() that travel in the checkpoint too (a sampler, counters);
     - eval_fn: model -> {mean_psnr, mean_ssim} every `eval_every` steps, written to `curve_csv` (an oracle curve
-      for plots; it never picks the model).
+      for plots; it never picks the model);
+    - numerics: the run's ioda.train.numerics.Numerics (its TF32 setting holds while the loop runs; the step
+      function applies its autocast and compiled forwards). Default: fp32 eager, PyTorch's settings untouched.
     """
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, step_fn: Callable[[int], torch.Tensor], *,
@@ -100,7 +103,7 @@ class TrainLoop:
                  log_csv: str | os.PathLike | None = None, lr_fn: Callable[[int], float] | None = None,
                  eval_fn: Callable[[nn.Module], dict] | None = None, eval_every: int = 0,
                  curve_csv: str | os.PathLike | None = None, extra: dict[str, Any] | None = None,
-                 eval_at_start: bool = False, desc: str = "train"):
+                 eval_at_start: bool = False, desc: str = "train", numerics: Numerics | None = None):
         self.model, self.opt, self.step_fn, self.steps = model, opt, step_fn, steps
         self.config, self.resume_keys = config, tuple(resume_keys)
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
@@ -111,6 +114,7 @@ class TrainLoop:
         self.extra = extra or {}
         self.eval_at_start = eval_at_start  # step 0: the source model, as the authors' initial test
         self.desc = desc
+        self.numerics = numerics or Numerics()
         # cumulative over resumes: training time with the evaluations taken out, and the evaluations' time
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
@@ -179,29 +183,30 @@ class TrainLoop:
             self.evaluate()
         self._mark = (time.perf_counter(), self.eval_seconds)
         bar = tqdm(total=end, initial=self.step, desc=self.desc, disable=not progress_enabled())
-        try:
-            while self.step < end:
-                lr = None
-                if self.lr_fn:
-                    lr = self.lr_fn(self.step)
-                    for g in self.opt.param_groups:
-                        g["lr"] = lr
-                loss = self.step_fn(self.step)
-                self.step += 1
-                pending.append((self.step, loss, lr))
-                bar.update(1)
-                due_ckpt = bool(self.ckpt_path and self.ckpt_every) and (
-                    self.step % self.ckpt_every == 0 or self.step == end)
-                if due_ckpt or self.step % self.log_every == 0 or self.step == end:
-                    self._sync(pending)
-                    bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
-                if evaluate and (self.step % self.eval_every == 0 or self.step == end):
-                    self.evaluate()
-                if due_ckpt:
-                    self._tick()
-                    self.save_checkpoint()
-        finally:
-            bar.close()
+        with self.numerics.precision():
+            try:
+                while self.step < end:
+                    lr = None
+                    if self.lr_fn:
+                        lr = self.lr_fn(self.step)
+                        for g in self.opt.param_groups:
+                            g["lr"] = lr
+                    loss = self.step_fn(self.step)
+                    self.step += 1
+                    pending.append((self.step, loss, lr))
+                    bar.update(1)
+                    due_ckpt = bool(self.ckpt_path and self.ckpt_every) and (
+                        self.step % self.ckpt_every == 0 or self.step == end)
+                    if due_ckpt or self.step % self.log_every == 0 or self.step == end:
+                        self._sync(pending)
+                        bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
+                    if evaluate and (self.step % self.eval_every == 0 or self.step == end):
+                        self.evaluate()
+                    if due_ckpt:
+                        self._tick()
+                        self.save_checkpoint()
+            finally:
+                bar.close()
         self._tick()
         seconds = time.perf_counter() - t0
         self.write_logs()

@@ -176,6 +176,12 @@ def spec_option(dataset):
     return f"--spec {shlex.quote(json.dumps(spec, sort_keys=True))}" if spec else ""
 
 
+def numerics_option():
+    """--numerics for adapt and pretrain; none for `auto`, so the commands (and results) of such runs stay as before."""
+    mode = config["run"]["numerics"]
+    return [] if mode == "auto" else ["--numerics", mode]
+
+
 def pretrain_options(wc):
     bb, p = config["backbones"][wc.backbone], config["pretrain"]
     if PLAN.uses_official(wc.backbone, wc.source):
@@ -194,7 +200,7 @@ def pretrain_options(wc):
             p["lr"],
             "--seed",
             config["run"]["seed"],
-        ] + (["--resume"] if p["resume"] else [])
+        ] + (["--resume"] if p["resume"] else []) + numerics_option()
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -262,6 +268,7 @@ def adapt_extra(wc):
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
     if config["run"]["stack_runs"] and VARIANTS[wc.variant].method == "direction" and len(runs) > 1:
         opts += ["--stack"]
+    opts += numerics_option()
     # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
     # oracle best step); a cell's runs share the variant, so they all evaluate or none does
     if PLAN.evaluates(runs[0]):
