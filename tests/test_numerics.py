@@ -76,14 +76,14 @@ def test_modes_per_device_and_protocol():
         assert n.tf32 is None and n.mode == mode
     auto = Numerics.resolve("auto", CUDA)
     assert auto.autocast_sr and auto.autocast_encoder and auto.tf32 is None and not auto.compile_sr
-    authors = Numerics.resolve("auto", CUDA, authors_precision=True)  # the authors' precision: SR fp32, CLIP fp16
+    authors = Numerics.resolve("auto", CUDA, fp32_default=True)  # the authors' precision: SR fp32, CLIP fp16
     assert not (authors.autocast_sr or authors.autocast_encoder or authors.compile_sr)
     fp32 = Numerics.resolve("fp32", CUDA)
     assert fp32.tf32 is False and not (fp32.autocast_sr or fp32.compile_sr or fp32.channels_last)
     fast = Numerics.resolve("fast", CUDA)
     assert fast.autocast_sr and fast.autocast_encoder and fast.tf32 and fast.channels_last
     assert fast.compile_sr and fast.compile_encoder
-    fast_authors = Numerics.resolve("fast", CUDA, authors_precision=True)  # asked for: SR bf16, the fp16 CLIP kept
+    fast_authors = Numerics.resolve("fast", CUDA, fp32_default=True)  # asked for: SR bf16, the fp16 CLIP kept
     assert fast_authors.autocast_sr and not fast_authors.autocast_encoder
     assert Numerics.resolve("auto", CPU, channels_last=True).channels_last
     hand = Numerics(compile_sr=True)

@@ -202,7 +202,7 @@ def test_g_authors_occlude_whole_cells_only():
 # ---- h: precision --------------------------------------------------------------------------------------------
 def test_h_precision_fp32_sr_under_authors_and_fp16_clip():
     cuda = torch.device("cuda")
-    paper, authors = (Numerics.resolve("auto", cuda, authors_precision=p.clip_fp16) for p in (PAPER, AUTHORS))
+    paper, authors = (Numerics.resolve("auto", cuda, fp32_default=p.clip_fp16) for p in (PAPER, AUTHORS))
     assert paper.autocast_sr and paper.autocast_encoder and not (authors.autocast_sr or authors.autocast_encoder)
     assert not Numerics.resolve("auto", torch.device("cpu")).autocast_encoder
     enc = build_encoder("tiny", protocol="authors", half=True)  # what CUDA gets under authors

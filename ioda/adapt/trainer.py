@@ -86,7 +86,7 @@ class DirectionTrainer:
         self.model_s = model_s.to(device).eval().requires_grad_(False)
         self.model_t = copy.deepcopy(self.model_s).requires_grad_(True).train()
         # the authors' SR networks run in fp32 (their CLIP in fp16: ioda.clip.loading.build_encoder)
-        self.numerics = Numerics.resolve(settings.numerics, device, authors_precision=self.protocol.clip_fp16,
+        self.numerics = Numerics.resolve(settings.numerics, device, fp32_default=self.protocol.clip_fp16,
                                          channels_last=settings.channels_last)
         self.forward_s, self.forward_t = (self.numerics.sr_forward(m) for m in (self.model_s, self.model_t))
         self.numerics.prepare_encoder(encoder)

@@ -63,9 +63,9 @@ def pack_split(split_dir: str | os.PathLike, scale: int, out: str | os.PathLike)
                 raise IodaError(f"{p.lr}: expected an RGB image, got shape {lr.shape}")
             lr_all[lr_off:lr_off + lr.size] = lr.reshape(-1)
             hr_all[hr_off:hr_off + hr.size] = hr.reshape(-1)
-            images.append({"name": p.name, "lr": [lr_off, *lr.shape[:2]], "hr": [hr_off, *hr.shape[:2]]})
+            images.append({"name": p.stem, "lr": [lr_off, *lr.shape[:2]], "hr": [hr_off, *hr.shape[:2]]})
             lr_off, hr_off = lr_off + lr.size, hr_off + hr.size
-            inputs[p.name] = [sha256_file(p.lr), sha256_file(p.hr)]
+            inputs[p.stem] = [sha256_file(p.lr), sha256_file(p.hr)]
         if (lr_off, hr_off) != (lr_total, hr_total):
             raise IodaError(f"{split_dir}: image sizes changed while packing; pack again")
         lr_all.flush(), hr_all.flush()

@@ -4,7 +4,7 @@
 
 - auto (the default; what runs did before the setting existed): bf16 autocast over the SR network and the encoder
   on CUDA, unless the run keeps the authors' precision (their CLIP in fp16, the SR network in fp32: protocol
-  `authors`); PyTorch's own TF32 defaults; eager. On a CPU: fp32 eager.
+  `authors`) or pre-trains (fp32); PyTorch's own TF32 defaults; eager. On a CPU: fp32 eager.
 - fp32: the reference: no autocast, TF32 off for matmuls and convolutions, eager (an fp16 CLIP stays fp16).
 - fast: on CUDA bf16 autocast over the SR network (and over the encoder unless it is an fp16 CLIP), TF32 for what
   stays fp32, channels_last, torch.compile of the SR network's training forward and of the encoder tower. On a
@@ -45,11 +45,12 @@ class Numerics:
     mode: str = "custom"  # the setting it came from (recorded in reports)
 
     @classmethod
-    def resolve(cls, mode: "str | Numerics", device: torch.device | str, *, authors_precision: bool = False,
+    def resolve(cls, mode: "str | Numerics", device: torch.device | str, *, fp32_default: bool = False,
                 channels_last: bool = False) -> "Numerics":
         """The numerics `mode` means on `device` (a Numerics is taken as it is: parts set by hand).
-        authors_precision: the run keeps the authors' precision unless asked otherwise (`auto` leaves the SR
-        network fp32 and the fp16 CLIP as it is). channels_last: asked for on its own (--channels-last)."""
+        fp32_default: `auto` runs in fp32 (the authors' protocol: SR fp32, their fp16 CLIP as it is; supervised
+        pre-training), and `fast` leaves the encoder out of autocast (an fp16 CLIP stays fp16).
+        channels_last: asked for on its own (--channels-last), in any mode."""
         if isinstance(mode, Numerics):
             return replace(mode, channels_last=mode.channels_last or channels_last)
         if mode not in MODES:
@@ -58,13 +59,13 @@ class Numerics:
         cuda = dev == "cuda"
         base = cls(device_type=dev, channels_last=channels_last, mode=mode)
         if mode == "auto":
-            amp = cuda and not authors_precision
+            amp = cuda and not fp32_default
             return replace(base, autocast_sr=amp, autocast_encoder=amp)
         if mode == "fp32":
             return replace(base, tf32=False if cuda else None)
         if not cuda:  # fast on a CPU: fp32 eager, identical to auto
             return base
-        return replace(base, autocast_sr=True, autocast_encoder=not authors_precision, tf32=True,
+        return replace(base, autocast_sr=True, autocast_encoder=not fp32_default, tf32=True,
                        channels_last=True, compile_sr=True, compile_encoder=True)
 
     def to_dict(self) -> dict:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs = None
         model = build_model(args.preset, seed=args.seed)
         ckpt = checkpoint_path(args.out)
-        numerics = Numerics.resolve(args.numerics, device)
+        numerics = Numerics.resolve(args.numerics, device, fp32_default=True)  # auto: fp32, as before
         log.info("pretraining %s on %s (%d images): %d steps, batch %d, LR patch %d, lr %g (%s), device %s, "
                  "numerics %s, %d workers", args.preset, args.store or args.data, len(data.images), steps, batch,
                  patch, lr, sched, device, args.numerics, args.workers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,26 @@ class _Batches:
         return lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
 
 
+def l1_step_fn(model: nn.Module, opt: torch.optim.Optimizer, dataset: Dataset, *, batch_size: int, steps: int,
+               seed: int, device: torch.device, numerics: Numerics, workers: int = 0) -> Callable[[int], torch.Tensor]:
+    """step -> loss: one L1 update of `model` on the batch of that step (the pure function of (seed, step) above),
+    under `numerics`; the step function train_supervised runs (and benchmarks/pretrain_throughput.py times)."""
+    forward = numerics.sr_forward(model)
+    batches = _Batches(dataset, _Order(len(dataset), seed), batch_size, steps, workers, device)  # type: ignore[arg-type]
+
+    def l1_step(step: int) -> torch.Tensor:
+        lr_b, hr_b = batches.at(step)
+        with numerics.autocast():
+            sr = forward(numerics.input(lr_b))
+        loss = torch.nn.functional.l1_loss(sr.float(), hr_b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return l1_step
+
+
 def train_supervised(
     model: nn.Module,
     dataset: Dataset,
@@ -149,21 +170,9 @@ def train_supervised(
         config["inputs"] = dict(inputs)
     model.to(device).train()
     numerics = numerics or Numerics(device_type=device.type)
-    forward = numerics.sr_forward(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(betas))
-    order = _Order(len(dataset), seed)  # type: ignore[arg-type]
-    batches = _Batches(dataset, order, batch_size, steps, workers, device)
-
-    def l1_step(step: int) -> torch.Tensor:
-        lr_b, hr_b = batches.at(step)
-        with numerics.autocast():
-            sr = forward(numerics.input(lr_b))
-        loss = torch.nn.functional.l1_loss(sr.float(), hr_b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
+    l1_step = l1_step_fn(model, opt, dataset, batch_size=batch_size, steps=steps, seed=seed, device=device,
+                         numerics=numerics, workers=workers)
     keys = list(_RESUME_KEYS) + (["steps"] if scheduler != "constant" else [])
     loop = TrainLoop(model, opt, l1_step, steps=steps, config=config, resume_keys=keys, ckpt_path=ckpt_path,
                      ckpt_every=ckpt_every, log_every=1, log_csv=log_csv,

@@ -182,25 +182,27 @@ def numerics_option():
     return [] if mode == "auto" else ["--numerics", mode]
 
 
+def store_dir(source):
+    """The packed patch store of a source dataset's training split (rule pack_source)."""
+    return f"{DATA}/{source}/{PLAN.source_split(source)}_store_x{SCALE}"
+
+
+def pretrain_inputs(wc):
+    inputs = {"data": str(PLAN.manifest(wc.source))}
+    if config["pretrain"]["store"] and not PLAN.uses_official(wc.backbone, wc.source):
+        inputs["store"] = store_dir(wc.source)
+    return inputs
+
+
 def pretrain_options(wc):
     bb, p = config["backbones"][wc.backbone], config["pretrain"]
     if PLAN.uses_official(wc.backbone, wc.source):
         opts = ["--weights", bb["weights"]] + (["--sha256", bb["sha256"]] if bb["sha256"] else [])
     else:
-        opts = [
-            "--data",
-            PLAN.data / wc.source / PLAN.source_split(wc.source),
-            "--steps",
-            p["steps"],
-            "--batch-size",
-            p["batch_size"],
-            "--lr-patch",
-            p["lr_patch"],
-            "--lr",
-            p["lr"],
-            "--seed",
-            config["run"]["seed"],
-        ] + (["--resume"] if p["resume"] else []) + numerics_option()
+        split = PLAN.data / wc.source / PLAN.source_split(wc.source)
+        opts = ["--store", store_dir(wc.source), "--workers", THREADS] if p["store"] else ["--data", split]
+        opts += ["--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"]]
+        opts += ["--seed", config["run"]["seed"]] + (["--resume"] if p["resume"] else []) + numerics_option()
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
