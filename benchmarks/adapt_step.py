@@ -267,7 +267,7 @@ def cases(preset: str) -> list[tuple[str, str, int, int]]:
     return [(backbone, cfg["encoder"]["name"], cfg["adapt"]["lr_patch"], cfg["adapt"]["batch_size"])]
 
 
-def _hardware(device: torch.device) -> str:
+def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     for backbone, enc, patch, batch in cases(args.preset):
         with tempfile.TemporaryDirectory() as tmp:
             r = bench(backbone, enc, patch, batch, args.steps, args.repeats, device, Path(tmp))
-        r["device"], r["hardware"] = str(device), _hardware(device)
+        r["device"], r["hardware"] = str(device), hardware(device)
         rows.append(r)
         print(f"{backbone} on {r['hardware']} (encoder {enc}, batch {batch}, LR patch {patch}; median of "
               f"{args.repeats} x {args.steps} steps)")

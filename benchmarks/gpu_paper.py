@@ -62,7 +62,7 @@ def plan(smoke: bool) -> dict:
 
 
 def hardware(device: torch.device) -> dict:
-    info = {"device": device.type, "name": pretrain_throughput.hardware(device), "cpu_count": os.cpu_count()}
+    info = {"device": device.type, "name": adapt_step.hardware(device), "cpu_count": os.cpu_count()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(memory_mib=props.total_memory / 2**20, capability=f"{props.major}.{props.minor}",

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adapt_step import hardware  # benchmarks/ is on sys.path: the scripts run from it
 from ioda.archs import build_model, get_preset
 from ioda.data.pairs import PairedPatches, list_pairs
 from ioda.data.patch_store import open_store, pack_split
@@ -122,12 +121,6 @@ def run(args, device: torch.device) -> dict:
     result["store_vs_plain"] = result["store"]["img_s"] / result["plain"]["img_s"]
     result["fast_vs_plain"] = result["fast"]["img_s"] / result["plain"]["img_s"]
     return result
-
-
-def hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
 
 
 def parser() -> argparse.ArgumentParser:
