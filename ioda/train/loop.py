@@ -174,6 +174,10 @@ class TrainLoop:
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train up to `steps` (or `stop_at`, as if the job were interrupted there, checkpoint written)."""
+        with self.numerics.precision():
+            return self._run(stop_at)
+
+    def _run(self, stop_at: int | None) -> dict[str, Any]:
         end = self.steps if stop_at is None else min(self.steps, stop_at)
         start = self.step
         pending: list[tuple[int, torch.Tensor, float | None]] = []
@@ -183,30 +187,29 @@ class TrainLoop:
             self.evaluate()
         self._mark = (time.perf_counter(), self.eval_seconds)
         bar = tqdm(total=end, initial=self.step, desc=self.desc, disable=not progress_enabled())
-        with self.numerics.precision():
-            try:
-                while self.step < end:
-                    lr = None
-                    if self.lr_fn:
-                        lr = self.lr_fn(self.step)
-                        for g in self.opt.param_groups:
-                            g["lr"] = lr
-                    loss = self.step_fn(self.step)
-                    self.step += 1
-                    pending.append((self.step, loss, lr))
-                    bar.update(1)
-                    due_ckpt = bool(self.ckpt_path and self.ckpt_every) and (
-                        self.step % self.ckpt_every == 0 or self.step == end)
-                    if due_ckpt or self.step % self.log_every == 0 or self.step == end:
-                        self._sync(pending)
-                        bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
-                    if evaluate and (self.step % self.eval_every == 0 or self.step == end):
-                        self.evaluate()
-                    if due_ckpt:
-                        self._tick()
-                        self.save_checkpoint()
-            finally:
-                bar.close()
+        try:
+            while self.step < end:
+                lr = None
+                if self.lr_fn:
+                    lr = self.lr_fn(self.step)
+                    for g in self.opt.param_groups:
+                        g["lr"] = lr
+                loss = self.step_fn(self.step)
+                self.step += 1
+                pending.append((self.step, loss, lr))
+                bar.update(1)
+                due_ckpt = bool(self.ckpt_path and self.ckpt_every) and (
+                    self.step % self.ckpt_every == 0 or self.step == end)
+                if due_ckpt or self.step % self.log_every == 0 or self.step == end:
+                    self._sync(pending)
+                    bar.set_postfix(loss=f"{self.loss_rows[-1][1]:.4f}")
+                if evaluate and (self.step % self.eval_every == 0 or self.step == end):
+                    self.evaluate()
+                if due_ckpt:
+                    self._tick()
+                    self.save_checkpoint()
+        finally:
+            bar.close()
         self._tick()
         seconds = time.perf_counter() - t0
         self.write_logs()
