@@ -267,6 +267,15 @@ def cases(preset: str) -> list[tuple[str, str, int, int]]:
     return [(backbone, cfg["encoder"]["name"], cfg["adapt"]["lr_patch"], cfg["adapt"]["batch_size"])]
 
 
+def write_result(out: Path, script: str, argv, payload: dict) -> None:
+    """A benchmark's JSON: torch version, time and the command that made it, then its figures."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    head = {"torch": torch.__version__, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])}
+    out.write_text(json.dumps(head | payload, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -322,11 +331,7 @@ def main(argv=None) -> int:
             print(f"  fast vs fp32: {nr['speedup']:.2f}x, PSNR {nr['psnr_delta_db']:+.4f} dB, weights max "
                   f"|diff| {nr['weights_max_abs_diff']:.2e}", flush=True)
     out = Path(args.out) if args.out else OUT / f"adapt_step-{args.preset}-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                               "command": "python benchmarks/adapt_step.py " + " ".join(argv or sys.argv[1:]),
-                               "goals_cpu": GOALS, "results": rows}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, "adapt_step.py", argv, {"goals_cpu": GOALS, "results": rows})
     return 0
 
 

@@ -20,9 +20,7 @@ Writes benchmarks/out/pretrain_throughput-<device type>.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adapt_step import hardware  # benchmarks/ is on sys.path: the scripts run from it
+from adapt_step import hardware, write_result  # benchmarks/ is on sys.path: the scripts run from it
 from ioda.archs import build_model, get_preset
 from ioda.data.pairs import PairedPatches, list_pairs
 from ioda.data.patch_store import open_store, pack_split
@@ -152,12 +150,8 @@ def main(argv=None) -> int:
           f"{r['plain']['resident_mb']:.0f} MB held); store {r['store']['img_s']:.1f} ({r['store_vs_plain']:.2f}x); "
           f"fast {r['fast']['img_s']:.1f} ({r['fast_vs_plain']:.2f}x, goal >= {GOAL_FAST_VS_PLAIN}x on a GPU)")
     out = Path(args.out) if args.out else OUT / f"pretrain_throughput-{device.type}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                               "device": str(device), "hardware": hardware(device),
-                               "command": "python benchmarks/pretrain_throughput.py " + " ".join(argv or sys.argv[1:]),
-                               "goal_fast_vs_plain": GOAL_FAST_VS_PLAIN, "result": r}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result(out, "pretrain_throughput.py", argv, {"device": str(device), "hardware": hardware(device),
+                                                       "goal_fast_vs_plain": GOAL_FAST_VS_PLAIN, "result": r})
     return 0
 
 
