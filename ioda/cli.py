@@ -11,6 +11,7 @@ from ioda.errors import IodaError
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("ioda.data.prepare", "build a demo dataset or download/verify a paper dataset"),
+    "pack": ("ioda.data.patch_store", "pack a source split into a patch store (memory-mapped) for pre-training"),
     "pretrain": ("ioda.train.pretrain", "supervised L1 pre-training on a source dataset (or import official weights)"),
     "evaluate": ("ioda.evaluate", "run a model on a dataset split; per-image CSV + summary JSON (PSNR/SSIM)"),
     "masks": ("ioda.masks.cli", "instance label map of one target LR image (SAM or superpixels), cached"),

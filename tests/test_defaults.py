@@ -53,8 +53,8 @@ ROUTES = {
 }
 # AdaptSettings fields that are no setting of the experiment: how a run executes, not what it computes (or,
 # region_opts, an extension point that is empty in every run). Anything else must come from params.yaml.
-EXECUTION_ONLY = {"ckpt_every", "log_every", "amp", "channels_last", "region_opts"}
-FROM_RUN_SECTION = {"seed": "seed"}
+EXECUTION_ONLY = {"ckpt_every", "log_every", "channels_last", "region_opts"}
+FROM_RUN_SECTION = {"seed": "seed", "numerics": "numerics"}
 
 
 def _leaves(node: dict, prefix: str = "") -> dict[str, dict]:

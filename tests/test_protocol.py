@@ -13,7 +13,7 @@ from torchvision.transforms import InterpolationMode
 
 from ioda.adapt.losses import get_loss
 from ioda.adapt.protocol import PROTOCOLS, get_protocol
-from ioda.adapt.trainer import use_autocast
+from ioda.train.numerics import Numerics
 from ioda.clip import build_encoder
 from ioda.clip.preprocess import prepare_alpha, prepare_image
 from ioda.errors import IodaError
@@ -202,8 +202,9 @@ def test_g_authors_occlude_whole_cells_only():
 # ---- h: precision --------------------------------------------------------------------------------------------
 def test_h_precision_fp32_sr_under_authors_and_fp16_clip():
     cuda = torch.device("cuda")
-    assert use_autocast(cuda, "auto", "paper") and not use_autocast(cuda, "auto", "authors")
-    assert not use_autocast(torch.device("cpu"), "auto", "paper")
+    paper, authors = (Numerics.resolve("auto", cuda, fp32_default=p.clip_fp16) for p in (PAPER, AUTHORS))
+    assert paper.autocast_sr and paper.autocast_encoder and not (authors.autocast_sr or authors.autocast_encoder)
+    assert not Numerics.resolve("auto", torch.device("cpu")).autocast_encoder
     enc = build_encoder("tiny", protocol="authors", half=True)  # what CUDA gets under authors
     assert enc.visual.conv1.weight.dtype == torch.float16 and enc.visual.conv1_alpha.weight.dtype == torch.float16
     assert enc.visual.ln_pre.weight.dtype == torch.float32  # LayerNorms stay fp32, as OpenAI CLIP's fp16

@@ -112,7 +112,9 @@ def test_paper_dry_run_uses_the_authors_settings():
         assert "--encoder ViT-B-16-quickgelu --encoder-weights openai" in line
         assert "--alpha-weights weights/clip_b16_grit+mim_fultune_4xe.pth" in line
     assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
-    assert re.search(r"ioda pretrain --preset safmn_l .*--data data/GTA5/train", out)
+    # GTA5 and Cityscapes pre-train from their packed patch stores, each packed once
+    assert re.search(r"ioda pretrain --preset safmn_l .*--store data/GTA5/train_store_x4 --workers 4", out)
+    assert len(re.findall(r"ioda pack data/GTA5/train --scale 4 --out data/GTA5/train_store_x4", out)) == 1
     assert "--source sam --sam-model vit_h --device cuda --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
 
 

@@ -27,6 +27,7 @@ from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file, write_json
 from ioda.imageio import image_arg, read_image, write_image
 from ioda.runtime import resolve_device, seed_everything, setup_logging
+from ioda.train.numerics import MODES
 
 LOG = logging.getLogger("ioda.adapt")
 # sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
+    p.add_argument("--numerics", choices=MODES, default=defaults("run")["numerics"],
+                   help="auto: bf16 autocast on CUDA except under --protocol authors, fp32 on CPU; fp32: the fp32 "
+                   "reference; fast: bf16, TF32, channels_last, torch.compile on CUDA (ioda/train/numerics.py)")
     p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
     p.add_argument("--stack", action="store_true",
                    help="with several --index: step the images' runs together (one vmap'd forward of their models "
@@ -200,6 +204,7 @@ def adapt_settings(args, variant, device: torch.device):
         seed=args.seed,
         eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
         channels_last=args.channels_last,
+        numerics=args.numerics,
         occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
         occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
         occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),

@@ -64,6 +64,7 @@ class StackedTrainers:
         self.params, self.buffers = stack_module_state([t.model_t for t in trainers])
         self.base = copy.deepcopy(first.model_t).to("meta")  # the architecture only; weights come from params
         self._check_vmap()
+        self._step_forward = first.numerics.compile_function(self._forward)  # the run's numerics: compiled or not
         self.opt = torch.optim.Adam(self.params.values(), lr=first.settings.lr, betas=tuple(first.settings.betas))
         self.step = 0
 
@@ -95,7 +96,7 @@ class StackedTrainers:
             t.fallbacks += b.fallbacks
             t.samples += b.lr_t.shape[0]
         b = Batch.cat(batches).to(self.lead.device)
-        losses = self.lead.step_loss(b, self._forward, runs=self.k)
+        losses = self.lead.step_loss(b, self._step_forward, runs=self.k)
         self.opt.zero_grad(set_to_none=True)
         losses.sum().backward()  # run k's weights only reach loss k: the sum's gradient is each run's own
         self.opt.step()
@@ -108,6 +109,10 @@ class StackedTrainers:
         back into each trainer's model_t. Returns each run's summary, as DirectionTrainer.run does."""
         s = self.lead.settings
         loops = [t.loop for t in self.trainers]
+        with self.lead.numerics.precision():
+            return self._run(s, loops)
+
+    def _run(self, s, loops) -> list[dict]:
         if any(lp.step for lp in loops) or self.step:
             raise IodaError("stacked adaptation: runs start from step 0 (no resume; use one run per process)")
         evaluate = bool(s.eval_every and any(t.eval_fn for t in self.trainers))

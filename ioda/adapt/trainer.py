@@ -5,7 +5,8 @@ autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_g
 tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR (step 0
 included) gives the oracle best step reported beside the final one, and never picks the saved model.
 The protocol (ioda.adapt.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
-the precision (bf16 autocast on CUDA, or the authors' fp32 SR + fp16 CLIP). Seconds: adaptation only; the
+the precision of `auto` numerics (bf16 autocast on CUDA, or the authors' fp32 SR + fp16 CLIP); the numerics
+setting (ioda.train.numerics) can ask for fp32 or the fast path instead. Seconds: adaptation only; the
 evaluations are timed apart (eval_seconds).
 """
 
@@ -26,6 +27,7 @@ from ioda.adapt.protocol import get_protocol
 from ioda.adapt.variants import Variant
 from ioda.config import defaults
 from ioda.train.loop import TrainLoop
+from ioda.train.numerics import Numerics
 
 LOG = logging.getLogger("ioda.adapt")
 
@@ -48,7 +50,7 @@ class AdaptSettings:
     ckpt_every: int = 100
     log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
     eval_every: int = _ADAPT["eval_every"]
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off" forces fp32
+    numerics: str | Numerics = _RUN["numerics"]  # auto | fp32 | fast, or a Numerics (ioda.train.numerics)
     channels_last: bool = False
     region_opts: dict = field(default_factory=dict)
     occlusion_p: float = _ADAPT["occlusion"]["p"]
@@ -60,12 +62,6 @@ class AdaptSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def use_autocast(device: torch.device, amp: str, protocol) -> bool:
-    """bf16 autocast over SR and CLIP on CUDA (protocol paper, amp auto); the authors' SR networks run in fp32
-    (their CLIP in fp16: ioda.clip.loading.build_encoder), so never under `authors`."""
-    return device.type == "cuda" and amp == "auto" and not get_protocol(protocol).clip_fp16
 
 
 class DirectionTrainer:
@@ -89,9 +85,11 @@ class DirectionTrainer:
         self.loss_fn = get_loss(settings.loss or self.protocol.loss)
         self.model_s = model_s.to(device).eval().requires_grad_(False)
         self.model_t = copy.deepcopy(self.model_s).requires_grad_(True).train()
-        if settings.channels_last:
-            self.model_s.to(memory_format=torch.channels_last)
-            self.model_t.to(memory_format=torch.channels_last)
+        # the authors' SR networks run in fp32 (their CLIP in fp16: ioda.clip.loading.build_encoder)
+        self.numerics = Numerics.resolve(settings.numerics, device, fp32_default=self.protocol.clip_fp16,
+                                         channels_last=settings.channels_last)
+        self.forward_s, self.forward_t = (self.numerics.sr_forward(m) for m in (self.model_s, self.model_t))
+        self.numerics.prepare_encoder(encoder)
         self.opt = torch.optim.Adam(self.model_t.parameters(), lr=settings.lr, betas=tuple(settings.betas))
         self.work_dir = Path(work_dir)
         self.ckpt_path = self.work_dir / "checkpoint.pt"
@@ -100,7 +98,6 @@ class DirectionTrainer:
         self.inputs = dict(inputs or {})
         self.fallbacks = 0
         self.samples = 0
-        self.amp = use_autocast(device, settings.amp, self.protocol)
         self.text_dir: torch.Tensor | None = None
         if variant.guidance == "text":
             src, tgt = variant.prompts
@@ -113,7 +110,7 @@ class DirectionTrainer:
             ckpt_path=self.ckpt_path, ckpt_every=settings.ckpt_every, log_every=settings.log_every,
             log_csv=self.work_dir / "train_log.csv", eval_fn=eval_fn, eval_every=settings.eval_every,
             curve_csv=self.work_dir / "curve.csv", extra={"sampler": sampler, "trainer": self}, eval_at_start=True,
-            desc=f"adapt[{variant.name}]")
+            desc=f"adapt[{variant.name}]", numerics=self.numerics)
 
     # -- checkpointing: the training loop's format; the sampler's RNG and the counters travel in it ------------
     def _resume_keys(self) -> dict:
@@ -155,11 +152,17 @@ class DirectionTrainer:
             sr = sr.clamp(0, 1)
         return sr * keep_hr if self.protocol.mask_sr else sr
 
+    def _sr(self, forward: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor) -> torch.Tensor:
+        """An SR forward under the run's numerics; its output is fp32 unless the whole step runs under autocast."""
+        with self.numerics.autocast():
+            out = forward(self.numerics.input(lr))
+        return out if self.numerics.autocast_encoder else out.float()
+
     def train_step(self) -> torch.Tensor:
         b = self.sampler.sample().to(self.device)
         self.fallbacks += b.fallbacks
         self.samples += b.lr_t.shape[0]
-        loss = self.step_loss(b, self.model_t)
+        loss = self.step_loss(b, self.forward_t)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -170,13 +173,12 @@ class DirectionTrainer:
         runs one after another (same source model and encoder, ioda.adapt.stacked) and one loss per run is
         returned (shape [runs])."""
         n = b.lr_t.shape[0]
-        cl = torch.channels_last if self.settings.channels_last else torch.contiguous_format
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+        with self.numerics.autocast(whole_step=True):
             with torch.no_grad():
                 if self.variant.reference == "hr":
                     ref = b.hr_s
                 else:
-                    ref = self._sr_view(self.model_s(b.lr_s.contiguous(memory_format=cl)), b.keep_s_hr)
+                    ref = self._sr_view(self._sr(self.forward_s, b.lr_s), b.keep_s_hr)
                 if self.text_dir is not None:
                     e_lr_s = self.text_dir[0:1].expand(n, -1)
                     e_lr_t = self.text_dir[1:2].expand(n, -1)
@@ -185,7 +187,7 @@ class DirectionTrainer:
                     # E(LR_S), E(LR_T) and E(M_S(LR_S)) in one tower forward.
                     e_lr_s, e_lr_t, e_sr_s = (self._features(e) for e in self.encoder.encode_images(
                         [(b.lr_s, None), (b.lr_t, b.alpha_t), (ref, None)]))
-            sr_t = self._sr_view(forward_t(b.lr_t.contiguous(memory_format=cl)), b.keep_t_hr)
+            sr_t = self._sr_view(self._sr(forward_t, b.lr_t), b.keep_t_hr)
             e_sr_t = self._encode(sr_t, b.alpha_t_hr)
             if runs == 1:
                 return self.loss_fn(e_lr_s, e_lr_t, e_sr_s, e_sr_t)

@@ -8,6 +8,7 @@ On-disk layout of one split (what `ioda prepare` writes and what users place by 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,13 +88,23 @@ class PairedPatches(Dataset):
     on every run whatever the worker count."""
 
     def __init__(self, pairs: list[Pair], scale: int, lr_patch: int, seed: int = 0, length: int | None = None):
+        self._setup([load_pair(p, scale) for p in pairs], [str(p.lr) for p in pairs], scale, lr_patch, seed, length)
+
+    @classmethod
+    def from_images(cls, images: Sequence, names: list[str], scale: int, lr_patch: int, seed: int = 0,
+                    length: int | None = None, shapes: list[tuple[int, int]] | None = None) -> "PairedPatches":
+        """Over (lr, hr) arrays from elsewhere (e.g. a packed store's memory maps: ioda.data.patch_store); the
+        same item for the same seed as over the files. shapes: the LR sizes, when reading them costs."""
+        self = cls.__new__(cls)
+        self._setup(images, names, scale, lr_patch, seed, length, shapes)
+        return self
+
+    def _setup(self, images, names, scale, lr_patch, seed, length, shapes=None) -> None:
         self.scale, self.lr_patch, self.seed = scale, lr_patch, seed
-        self.images = [load_pair(p, scale) for p in pairs]
-        for p, (lr, _) in zip(pairs, self.images):
-            if lr.shape[0] < lr_patch or lr.shape[1] < lr_patch:
-                raise IodaError(
-                    f"{p.lr}: LR image {lr.shape[1]}x{lr.shape[0]} is smaller than the LR patch size {lr_patch}"
-                )
+        self.images = images
+        for name, (h, w) in zip(names, shapes or [lr.shape[:2] for lr, _ in images]):
+            if h < lr_patch or w < lr_patch:
+                raise IodaError(f"{name}: LR image {w}x{h} is smaller than the LR patch size {lr_patch}")
         self.length = length or len(self.images)
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ioda.errors import IodaError
 from ioda.files import atomic_path
+from ioda.train.numerics import Numerics
 from ioda.runtime import progress_enabled
 
 LOG = logging.getLogger("ioda")
@@ -91,7 +92,9 @@ class TrainLoop:
     - lr_fn: step -> learning rate set on the optimizer before the update (logged as a third CSV column);
     - extra: objects with state_dict()/load_state_dict() that travel in the checkpoint too (a sampler, counters);
     - eval_fn: model -> {mean_psnr, mean_ssim} every `eval_every` steps, written to `curve_csv` (an oracle curve
-      for plots; it never picks the model).
+      for plots; it never picks the model);
+    - numerics: the run's ioda.train.numerics.Numerics (its TF32 setting holds while the loop runs; the step
+      function applies its autocast and compiled forwards). Default: fp32 eager, PyTorch's settings untouched.
     """
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, step_fn: Callable[[int], torch.Tensor], *,
@@ -100,7 +103,7 @@ class TrainLoop:
                  log_csv: str | os.PathLike | None = None, lr_fn: Callable[[int], float] | None = None,
                  eval_fn: Callable[[nn.Module], dict] | None = None, eval_every: int = 0,
                  curve_csv: str | os.PathLike | None = None, extra: dict[str, Any] | None = None,
-                 eval_at_start: bool = False, desc: str = "train"):
+                 eval_at_start: bool = False, desc: str = "train", numerics: Numerics | None = None):
         self.model, self.opt, self.step_fn, self.steps = model, opt, step_fn, steps
         self.config, self.resume_keys = config, tuple(resume_keys)
         self.ckpt_path = Path(ckpt_path) if ckpt_path else None
@@ -111,6 +114,7 @@ class TrainLoop:
         self.extra = extra or {}
         self.eval_at_start = eval_at_start  # step 0: the source model, as the authors' initial test
         self.desc = desc
+        self.numerics = numerics or Numerics()
         # cumulative over resumes: training time with the evaluations taken out, and the evaluations' time
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
@@ -170,6 +174,10 @@ class TrainLoop:
     # -- the loop ------------------------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train up to `steps` (or `stop_at`, as if the job were interrupted there, checkpoint written)."""
+        with self.numerics.precision():
+            return self._run(stop_at)
+
+    def _run(self, stop_at: int | None) -> dict[str, Any]:
         end = self.steps if stop_at is None else min(self.steps, stop_at)
         start = self.step
         pending: list[tuple[int, torch.Tensor, float | None]] = []

@@ -178,25 +178,33 @@ def spec_option(dataset):
     return f"--spec {shlex.quote(json.dumps(spec, sort_keys=True))}" if spec else ""
 
 
+def numerics_option():
+    """--numerics for adapt and pretrain; none for `auto`, so the commands (and results) of such runs stay as before."""
+    mode = config["run"]["numerics"]
+    return [] if mode == "auto" else ["--numerics", mode]
+
+
+def store_dir(source):
+    """The packed patch store of a source dataset's training split (rule pack_source)."""
+    return f"{DATA}/{source}/{PLAN.source_split(source)}_store_x{SCALE}"
+
+
+def pretrain_inputs(wc):
+    inputs = {"data": str(PLAN.manifest(wc.source))}
+    if config["pretrain"]["store"] and not PLAN.uses_official(wc.backbone, wc.source):
+        inputs["store"] = store_dir(wc.source)
+    return inputs
+
+
 def pretrain_options(wc):
     bb, p = config["backbones"][wc.backbone], config["pretrain"]
     if PLAN.uses_official(wc.backbone, wc.source):
         opts = ["--weights", bb["weights"]] + (["--sha256", bb["sha256"]] if bb["sha256"] else [])
     else:
-        opts = [
-            "--data",
-            PLAN.data / wc.source / PLAN.source_split(wc.source),
-            "--steps",
-            p["steps"],
-            "--batch-size",
-            p["batch_size"],
-            "--lr-patch",
-            p["lr_patch"],
-            "--lr",
-            p["lr"],
-            "--seed",
-            config["run"]["seed"],
-        ] + (["--resume"] if p["resume"] else [])
+        split = PLAN.data / wc.source / PLAN.source_split(wc.source)
+        opts = ["--store", store_dir(wc.source), "--workers", THREADS] if p["store"] else ["--data", split]
+        opts += ["--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"]]
+        opts += ["--seed", config["run"]["seed"]] + (["--resume"] if p["resume"] else []) + numerics_option()
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -264,6 +272,7 @@ def adapt_extra(wc):
         opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
     if config["run"]["stack_runs"] and VARIANTS[wc.variant].method == "direction" and len(runs) > 1:
         opts += ["--stack"]
+    opts += numerics_option()
     # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
     # oracle best step); a cell's runs share the variant, so they all evaluate or none does
     if PLAN.evaluates(runs[0]):

@@ -4,7 +4,7 @@
 
 rule pretrain:
     input:
-        data=f"{DATA}/{{source}}/manifest.json",
+        unpack(pretrain_inputs),
     output:
         model=f"{RES}/pretrain/{{backbone}}/{{source}}.safetensors",
     log:
@@ -25,6 +25,30 @@ rule pretrain:
     shell:
         "OMP_NUM_THREADS={threads} python -m ioda pretrain --preset {params.preset} --out {output.model} {params.how} "
         "--device {params.device} > {log} 2>&1"
+
+
+# With pretrain.store: the source split packed once into a memory-mapped patch store (ioda.data.patch_store), so
+# pre-training reads patches with DataLoader workers instead of decoding every image into memory.
+rule pack_source:
+    input:
+        data=f"{DATA}/{{source}}/manifest.json",
+    output:
+        store=directory(f"{DATA}/{{source}}/{{split}}_store_x{SCALE}"),
+    log:
+        "logs/pack/{source}_{split}.log",
+    wildcard_constraints:
+        split=r"[A-Za-z0-9-]+",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=600,
+    params:
+        split=lambda wc: f"{DATA}/{wc.source}/{wc.split}",
+        scale=SCALE,
+    shell:
+        "python -m ioda pack {params.split} --scale {params.scale} --out {output.store} > {log} 2>&1"
 
 
 # Registered trained weights used as they are (a backbone with `weights: craft_x4` and no preset): no
