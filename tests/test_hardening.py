@@ -191,7 +191,7 @@ def test_row3_resume_refuses_other_photo_model_or_labels(world, tmp_path):
 
 @pytest.mark.parametrize("flag,expect", [("--steps", "--steps must be at least 1"),
                                          ("--batch-size", "--batch-size must be at least 1"),
-                                         ("--lr-patch", "--lr-patch must be at least 1"),
+                                         ("--lr-patch", "--lr-patch must be at least 8"),
                                          ("--eval-batch", "--eval-batch must be at least 1"),
                                          ("--lr", "--lr must be a positive number")])
 def test_row4_zero_is_refused_not_replaced_by_the_preset(world, tmp_path, flag, expect):

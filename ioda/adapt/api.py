@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ioda.adapt.trainer import AdaptSettings
+from ioda.adapt.settings import AdaptSettings
 from ioda.adapt.variants import Variant, get_variant
 from ioda.errors import IodaError
 from ioda.runtime import seed_everything
@@ -99,9 +99,9 @@ def _resolve(model, photos, variant, settings, scale, source, device):
 def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
            target_train, resume, inputs) -> AdaptResult:
     seed_everything(settings.seed)
-    if variant.method == "none":
+    if not variant.trains:
         return AdaptResult(module.to(device).eval(), {"seconds": 0.0, "steps": 0})
-    if variant.method in ("finetune", "zssr"):
+    if variant.supervised:
         from ioda.adapt.baselines import run_supervised_baseline
 
         model_t, stats = run_supervised_baseline(
@@ -159,7 +159,7 @@ def adapt_stacked(
     photo's own `adapt` run up to floating-point reassociation (tests/test_stacked.py states the tolerance)."""
     module, photos, variant, settings, scale, device = _resolve(model, photos, variant, settings, scale, source,
                                                                 device)
-    if variant.method != "direction":
+    if not variant.direction:
         raise IodaError(f"adapt: stacking runs is for the direction-loss variants, not {variant.name!r}")
     if len(work_dirs) != len(photos):
         raise IodaError(f"adapt: {len(photos)} photos but {len(work_dirs)} work folders")

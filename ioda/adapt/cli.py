@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
-import math
 import platform
 import shutil
 from pathlib import Path
@@ -22,7 +22,6 @@ import torch
 
 from ioda.adapt.protocol import PROTOCOLS, get_protocol
 from ioda.adapt.variants import VARIANTS, get_variant
-from ioda.config import defaults, paper_config
 from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file, write_json
 from ioda.imageio import image_arg, read_image, write_image
@@ -34,12 +33,6 @@ AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
 # outputs of a run: on failure only those this run created or replaced are removed
 FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
                  "labels.json")
-
-
-def settings_preset(name: str) -> dict:
-    """The `adapt` section behind --settings: `paper` is config/paper.yaml's, `cpu` the params schema's defaults
-    (a CPU-sized budget for trying things out on a laptop). No default is repeated in this module."""
-    return paper_config()["adapt"] if name == "paper" else defaults("adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
                    help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
                    "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
+    p.add_argument("--settings-json", metavar="JSON",
+                   help="instead of --settings: these settings (AdaptSettings fields; what the workflow passes: the "
+                   "cell's settings, resolved from its config by ioda.adapt.settings); flags given still override")
     p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings, "
                    "adapt.steps, or adapt.finetune_steps / adapt.zssr_steps for those baselines)")
     p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
@@ -107,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion-cell", type=int, help="occlusion variants: cell size in LR px")
     p.add_argument("--occlusion-cell-p", type=float, help="occlusion variants: probability of zeroing a cell "
                    "(the three default from --settings: adapt.occlusion)")
-    p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
+    p.add_argument("--seed", type=int, help="seed of crops, masks and init (same seed, same result; default from "
+                   "--settings: run.seed)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
     p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
                    "(0: never; default from --settings: 10 for paper, as the authors)")
@@ -141,7 +138,7 @@ def _hardware(device: torch.device) -> str:
     return f"{cpu} ({torch.get_num_threads()} threads)"
 
 
-def _encoder(args, device: torch.device, clip_input: str, protocol: str):
+def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
@@ -157,7 +154,7 @@ def _encoder(args, device: torch.device, clip_input: str, protocol: str):
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
-    return build_encoder(name, pretrained=weights, seed=args.seed, **opts)
+    return build_encoder(name, pretrained=weights, seed=seed, **opts)
 
 
 def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Path):
@@ -172,64 +169,55 @@ def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Pat
     return labels
 
 
+# flag -> the AdaptSettings field it overrides (--steps and --lr: of the direction loss; --baseline-lr: of a
+# supervised baseline; the config key behind each follows from the variant, ioda.adapt.settings.schema_key)
+FLAG_FIELDS = {"steps": "steps", "batch_size": "batch_size", "lr_patch": "lr_patch", "lr": "lr",
+               "baseline_lr": "lr", "betas": "betas", "loss": "loss", "clip_input": "clip_input", "seed": "seed",
+               "eval_every": "eval_every", "eval_batch": "eval_batch", "occlusion_p": "occlusion_p",
+               "occlusion_cell": "occlusion_cell", "occlusion_cell_p": "occlusion_cell_p", "protocol": "protocol",
+               "clip_antialias": "clip_antialias"}
+
+
 def adapt_settings(args, variant, device: torch.device):
-    """This run's AdaptSettings: each flag given, else the --settings preset (see settings_preset)."""
-    from ioda.adapt.trainer import AdaptSettings
+    """This run's AdaptSettings: --settings-json (the workflow's: the cell's resolved settings) or the --settings
+    preset, each flag given overriding it; every value checked against its params-schema entry."""
+    from ioda.adapt.settings import build, config_values, preset
 
-    preset = settings_preset("paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
-                             else "cpu")
-    baseline = variant.method in ("finetune", "zssr")  # supervised: own step budget and learning rate
-
-    def pick(flag, default):
-        return default if flag is None else flag
-
-    protocol = get_protocol(pick(args.protocol, preset["protocol"]))
+    if args.settings_json is not None:
+        try:
+            values = json.loads(args.settings_json)
+        except json.JSONDecodeError as err:
+            raise IodaError(f"--settings-json: not JSON ({err})") from None
+        if not isinstance(values, dict):
+            raise IodaError(f"--settings-json: expected an object of settings, got {type(values).__name__}")
+        names = {k: f"--settings-json {k}" for k in values}
+    else:
+        name = "paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda") else "cpu"
+        values = config_values(preset(name), variant)
+        names = {}
+    for flag, name in FLAG_FIELDS.items():
+        if flag in ("lr", "baseline_lr") and (flag == "baseline_lr") != variant.supervised:
+            continue  # --lr is the direction loss's, --baseline-lr a baseline's
+        value = getattr(args, flag)
+        if value is not None:
+            values[name] = list(value) if isinstance(value, (list, tuple)) else value
+            names[name] = f"--{flag.replace('_', '-')}"
+    if not args.eval_data:
+        values["eval_every"] = 0
+    values["channels_last"] = args.channels_last
+    settings = build(values, variant, names=names)
     # the options that are no AdaptSettings field, resolved here once for _run and the report
+    protocol = get_protocol(settings.protocol)
     args.protocol = protocol.name
-    args.clip_antialias = pick(args.clip_antialias, preset["clip_antialias"])
+    args.clip_antialias = settings.clip_antialias
     args.plain_clip = protocol.plain_clip_full and variant.region == "full"
-
-    return AdaptSettings(
-        steps=pick(args.steps, preset[f"{variant.method}_steps" if baseline else "steps"]),
-        batch_size=pick(args.batch_size, preset["batch_size"]),
-        lr_patch=pick(args.lr_patch, preset["lr_patch"]),
-        lr=pick(args.baseline_lr, preset["baseline_lr"][variant.method]) if baseline else pick(args.lr, preset["lr"]),
-        betas=tuple(pick(args.betas, preset["betas"])),
-        loss=pick(args.loss, preset["loss"]),  # None: the protocol's
-        clip_input=pick(args.clip_input, preset["clip_input"]),
-        seed=args.seed,
-        eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
-        channels_last=args.channels_last,
-        occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
-        occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
-        occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),
-        region_opts=protocol.region_opts(variant.region),
-        protocol=protocol.name,
-        clip_antialias=args.clip_antialias,
-        eval_batch=pick(args.eval_batch, preset["eval_batch"]),
-    )
+    return settings
 
 
 def _check_numbers(args) -> None:
-    """Every numeric option is checked before any work; 0 is a value, never "not given"."""
-    for key in ("steps", "batch_size", "lr_patch", "occlusion_cell", "eval_batch"):
-        v = getattr(args, key)
-        if v is not None and v < 1:
-            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
-    for key in ("lr", "baseline_lr"):
-        v = getattr(args, key)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise IodaError(f"--{key.replace('_', '-')} must be a positive number, got {v}")
-    for key in ("occlusion_p", "occlusion_cell_p"):
-        v = getattr(args, key)
-        if v is not None and not 0 <= v <= 1:
-            raise IodaError(f"--{key.replace('_', '-')} must lie in [0, 1], got {v}")
-    if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
-        raise IodaError(f"--betas must both lie in [0, 1), got {args.betas[0]} {args.betas[1]}")
+    """The options that are no setting (the settings are checked by the params schema, in adapt_settings)."""
     if args.tile is not None and args.tile < 0:
         raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
-    if args.eval_every is not None and args.eval_every < 0:
-        raise IodaError(f"--eval-every must be 0 (never) or a positive number of steps, got {args.eval_every}")
 
 
 def _identity(path: Path) -> tuple | None:
@@ -276,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
-    if args.stack and variant.method != "direction":
+    if args.stack and not variant.direction:
         raise IodaError(f"--stack: stacking runs is for the direction-loss variants, not --variant {variant.name}")
     if args.stack and args.resume:
         raise IodaError("--stack: stacked runs do not checkpoint; drop --resume (or --stack)")
@@ -290,14 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = adapt_settings(args, variant, device)  # flags checked above, presets by the params schema
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     for (photo_path, _, _), photo in zip(jobs, photos):
-        if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
+        if variant.direction and min(photo.shape[:2]) < settings.lr_patch:
             raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch "
                             f"size {settings.lr_patch} (use a larger photo or --lr-patch)")
     model_sha = sha256_file(args.model)
     created = {}
     for photo_path, _, out_dir in jobs:
         created[out_dir] = ensure_writable_dir(out_dir, "--out-dir")
-        if args.resume and variant.method != "none":
+        if args.resume and variant.trains:
             _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": model_sha})
     try:
         shared = _Shared(args, device, variant, scale, settings)
@@ -373,17 +361,18 @@ class _Shared:
         self.variant, self.scale, self.settings, self.device = variant, scale, settings, device
         self.encoder = self.source = self.eval_fn = None
         self.untrained = False
-        seed_everything(args.seed)
+        seed_everything(settings.seed)
         protocol = get_protocol(settings.protocol)
-        if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
+        if settings.eval_every and variant.direction:  # the baselines train without evaluations
             from ioda.evaluate import DeviceEvaluator
 
             self.eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
                                            batch_size=settings.eval_batch)
-        if variant.method == "direction":
+        if variant.direction:
             from ioda.adapt.api import source_pool
 
-            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
+            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name,
+                                    settings.seed)
             self.untrained = bool(self.encoder.untrained)
             self.source = source_pool(args.source_data, scale, variant)
 
@@ -431,13 +420,14 @@ def _run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir
     variant = shared.variant
     inputs = {"photo": sha256_file(photo_path), "model": model_sha}
     labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
-    if variant.method == "direction":
+    if variant.direction:
         inputs["labels"] = _labels_digest(labels)
     return labels, inputs
 
 
 def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs) -> dict:
     """model.safetensors, sr.png and adapt.json of one run."""
+    from ioda.adapt.settings import EXECUTION_ONLY, used_fields
     from ioda.archs import save_model
     from ioda.archs.tiling import upscale_image
 
@@ -459,13 +449,17 @@ def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inp
         except Exception as err:  # noqa: BLE001 - out of memory, disk full...: the weights are still good
             sr_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
             (out_dir / "sr.png").unlink(missing_ok=True)  # an earlier run's sr.png is not of these weights
+    # the settings this run read (a baseline reads no protocol, no run evaluates without --eval-data)
+    used = set(used_fields(variant, evaluates=bool(settings.eval_every))) | set(EXECUTION_ONLY)
     report = {
-        "protocol": protocol.name,
+        "protocol": protocol.name if variant.direction else None,
         "protocol_settings": protocol.to_dict() | {"clip_input": settings.clip_input or protocol.clip_input,
                                                    "loss": settings.loss or protocol.loss,
-                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
+                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip}
+        if variant.direction else None,
         "variant": variant.to_dict(),
-        "settings": settings.to_dict() | {"steps_preset": args.settings, "stacked_runs": args.stack},
+        "settings": {k: v for k, v in settings.to_dict().items() if k in used}
+        | {"steps_preset": "json" if args.settings_json is not None else args.settings, "stacked_runs": args.stack},
         "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
                   "scale": scale},
         "photo": {"path": str(photo_path), "sha256": inputs["photo"],

@@ -15,7 +15,6 @@ import copy
 import math
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,43 +22,13 @@ import torch
 from ioda.adapt.batches import Batch, DirectionSampler
 from ioda.adapt.losses import get_loss
 from ioda.adapt.protocol import get_protocol
+from ioda.adapt.settings import AdaptSettings
 from ioda.adapt.variants import Variant
-from ioda.config import defaults
 from ioda.train.loop import TrainLoop
 
 LOG = logging.getLogger("ioda.adapt")
 
-# Every default that steers a run comes from the params schema, its one home (tests/test_defaults.py checks).
-_ADAPT, _RUN = defaults("adapt"), defaults("run")
-AUTHORS_BETAS = tuple(_ADAPT["betas"])  # (0, 0.99**0.8)
 FALLBACK_WARN = 0.5  # warn when more than this share of instance draws fell back to a full mask
-
-
-@dataclass
-class AdaptSettings:
-    steps: int = _ADAPT["steps"]
-    batch_size: int = _ADAPT["batch_size"]
-    lr_patch: int = _ADAPT["lr_patch"]
-    lr: float = _ADAPT["lr"]  # this run's Adam lr: adapt.lr (direction loss) or adapt.baseline_lr.<method>
-    betas: tuple[float, float] = AUTHORS_BETAS
-    loss: str | None = _ADAPT["loss"]  # None: the protocol's (authors direction_lrsim, paper direction)
-    clip_input: str | None = _ADAPT["clip_input"]  # read by the encoder (None: the protocol's); recorded
-    seed: int = _RUN["seed"]
-    ckpt_every: int = 100
-    log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
-    eval_every: int = _ADAPT["eval_every"]
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; "off" forces fp32
-    channels_last: bool = False
-    region_opts: dict = field(default_factory=dict)
-    occlusion_p: float = _ADAPT["occlusion"]["p"]
-    occlusion_cell: int = _ADAPT["occlusion"]["cell"]
-    occlusion_cell_p: float = _ADAPT["occlusion"]["cell_p"]
-    protocol: str = _ADAPT["protocol"]
-    clip_antialias: bool = _ADAPT["clip_antialias"]  # read by the encoder; kept here so adapt.json records it
-    eval_batch: int = _ADAPT["eval_batch"]  # read by the evaluator
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def use_autocast(device: torch.device, amp: str, protocol) -> bool:

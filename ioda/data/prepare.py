@@ -307,7 +307,9 @@ def ensure_builtin_source(scale: int = 4, cache: str | os.PathLike | None = None
     """The offline source-domain split for commands run without source data: `demo_source/train` (clean
     MATLAB bicubic x`scale`, seed 0), built once into `cache` (default $IODA_CACHE, else ~/.cache/ioda)
     and reused while its manifest matches. Returns the split folder (HR/ and LR_x<scale>/)."""
-    cache = Path(cache or os.environ.get("IODA_CACHE") or Path.home() / ".cache" / "ioda")
+    from ioda.data.assets import cache_dir
+
+    cache = Path(cache) if cache else cache_dir()
     out = cache / f"demo_source_x{scale}"
     manifest = out / "manifest.json"
     if manifest.is_file():
