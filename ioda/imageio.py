@@ -138,6 +138,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+def find_files(base: Path, pattern: str) -> list[Path]:
+    """Image files under `base` matching a glob, or several globs joined by '|'; sorted."""
+    out: set[Path] = set()
+    for pat in pattern.split("|"):
+        out.update(p for p in base.glob(pat) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(out)
+
+
 def pick_image(pool: str | os.PathLike, index: int) -> Path:
     """The index-th image of a folder, sorted by name: how the workflow names a run's target image (the one
     image picker; `ioda adapt/masks --pool DIR --index I`)."""

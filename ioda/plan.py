@@ -17,9 +17,6 @@ from pathlib import Path
 from ioda.adapt.variants import VARIANTS
 from ioda.errors import IodaError
 
-# Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
-NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
-DIRECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.direction)  # evaluate along the way
 
 
 @dataclass(frozen=True, order=True)
@@ -119,7 +116,7 @@ class Plan:
         """(target dataset, image index) pairs that need an instance label map."""
         out: dict[tuple[str, int], None] = {}
         for r in self.adapt_runs():
-            if r.variant in NEEDS_LABELS:
+            if VARIANTS[r.variant].needs_labels:
                 out[(self.tasks[r.task]["target"], r.image_index)] = None
         out[(self.tasks[self.tsne_task()]["target"], 0)] = None  # Fig. 4 region masks
         return list(out)
@@ -138,7 +135,7 @@ class Plan:
     def evaluates(self, run: Run) -> bool:
         """Whether this run evaluates the target test set every adapt.eval_every steps (curve.csv: final and
         oracle best step): every direction-loss adaptation when eval_every > 0."""
-        return self.cfg["adapt"]["eval_every"] > 0 and run.variant in DIRECTION_VARIANTS
+        return self.cfg["adapt"]["eval_every"] > 0 and VARIANTS[run.variant].direction
 
     def curve_cell(self, run: Run) -> bool:
         """Whether this run's curve is plotted (the report.curves cell)."""

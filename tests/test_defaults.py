@@ -261,3 +261,26 @@ def test_cli_defaults_are_the_schemas():
 
     assert masks_parser().get_default("segment_area") == defaults("masks")["segment_area"]
     assert all(defaults("pretrain")[k] is None for k in ("steps", "batch_size", "lr_patch", "lr"))
+
+
+def test_schema_enums_are_the_registries():
+    """Every closed list of names in the schema is a registry's keys (adding a variant, a protocol, a loss... is
+    one registry entry plus this list; a name the code does not know cannot validate)."""
+    from ioda.adapt.losses import LOSSES
+    from ioda.archs.presets import PRESETS
+    from ioda.clip.preprocess import INPUT_RANGES
+    from ioda.masks.labels import SOURCES
+    from ioda.masks.sam import SAM_CHECKPOINTS
+    from ioda.protocol import PROTOCOLS
+
+    props = SCHEMA["properties"]
+    assert SCHEMA["$defs"]["variant"]["enum"] == list(VARIANTS)
+    assert props["variants"]["default"] == list(VARIANTS)
+    assert props["adapt"]["properties"]["protocol"]["enum"] == list(PROTOCOLS)
+    assert set(props["adapt"]["properties"]["loss"]["enum"]) == {None, *LOSSES}
+    assert set(props["adapt"]["properties"]["clip_input"]["enum"]) == {None, *INPUT_RANGES}
+    assert set(props["backbones"]["additionalProperties"]["properties"]["preset"]["enum"]) == {None, *PRESETS}
+    assert props["masks"]["properties"]["source"]["enum"] == list(SOURCES)
+    assert set(props["masks"]["properties"]["sam_model"]["enum"]) == set(SAM_CHECKPOINTS)
+    assert set(props["adapt"]["properties"]["baseline_lr"]["properties"]) == {
+        v.lr_key.split(".", 1)[1] for v in VARIANTS.values() if v.lr_key and "." in v.lr_key}

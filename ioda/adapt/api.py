@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ioda.adapt.settings import AdaptSettings
-from ioda.adapt.variants import Variant, get_variant
+from ioda.adapt.variants import IODA, Variant, get_variant
 from ioda.errors import IodaError
 from ioda.runtime import seed_everything
 
@@ -42,7 +42,7 @@ def adapt(
     model: nn.Module,
     photo: np.ndarray | str | os.PathLike,
     *,
-    variant: str | Variant = "ioda",
+    variant: str | Variant = IODA,
     settings: AdaptSettings | None = None,
     encoder=None,
     source=None,
@@ -105,7 +105,7 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
         from ioda.adapt.baselines import run_supervised_baseline
 
         model_t, stats = run_supervised_baseline(
-            variant.method, module, scale=scale, target_lr=photo, target_train=target_train,
+            variant.spec, module, scale=scale, target_lr=photo, target_train=target_train,
             steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
             lr=settings.lr, seed=settings.seed, device=device, work_dir=work_dir, resume=resume, inputs=inputs)
         return AdaptResult(model_t.eval(), stats)
@@ -118,7 +118,7 @@ def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, w
 def _direction_trainer(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
                        inputs):
     from ioda.adapt.batches import DirectionSampler, SourcePool
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
     from ioda.adapt.trainer import DirectionTrainer
 
     if encoder is None:
@@ -143,7 +143,7 @@ def adapt_stacked(
     model: nn.Module,
     photos: list[np.ndarray | str | os.PathLike],
     *,
-    variant: str | Variant = "ioda",
+    variant: str | Variant = IODA,
     settings: AdaptSettings | None = None,
     encoder=None,
     source=None,

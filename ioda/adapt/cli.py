@@ -4,7 +4,7 @@ Writes, in --out-dir: model.safetensors (the adapted weights), sr.png (the photo
 adapt.json (protocol, settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with
 --eval-data, curve.csv (PSNR/SSIM on a held-out target test set every --eval-every steps, step 0 included: the
 best step is the ORACLE statistic the authors reported, picked on target HR; the saved model is the final one).
---protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/adapt/protocol.py).
+--protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/protocol.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ioda.adapt.protocol import PROTOCOLS, get_protocol
-from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.protocol import PROTOCOLS, get_protocol
+from ioda.adapt.variants import BASELINE, IODA, VARIANTS, get_variant
 from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file, write_json
 from ioda.imageio import image_arg, read_image, write_image
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
-    p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
+    p.add_argument("--variant", default=IODA, choices=sorted(VARIANTS), help=f"method / ablation row (default: {IODA})")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
                    "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
@@ -244,10 +244,10 @@ def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
     from ioda.safeload import torch_load
 
     state = torch_load(ckpt)
-    if not isinstance(state, dict) or not ({"model_t", "model"} & set(state)):
+    if not isinstance(state, dict) or "model" not in state:
         raise IodaError(f"{ckpt}: not an ioda adaptation checkpoint (holds a {type(state).__name__} without "
                         f"weights); remove it or use a new --out-dir")
-    had = state.get("inputs") or (state.get("config") or {}).get("inputs") or {}
+    had = (state.get("config") or {}).get("inputs") or {}
     for key, want in inputs.items():
         if had.get(key) != want:
             raise IodaError(f"{ckpt}: cannot resume: this run's {key} (sha256 {want[:12]}) is not the one the "
@@ -481,7 +481,7 @@ def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inp
     if sr_error:
         raise _KeptOutputs(
             f"{out_dir / 'sr.png'}: not written ({sr_error}); the adapted weights are kept in {model_path} "
-            f"(sr.png later: ioda adapt {photo_path} --model {model_path} --variant baseline --tile 128 --out-dir DIR)",
+            f"(sr.png later: ioda adapt {photo_path} --model {model_path} --variant {BASELINE} --tile 128 --out-dir DIR)",
             keep=("model.safetensors", "adapt.json", "labels.npz", "labels.json", "curve.csv"))
     ckpt = out_dir / "checkpoint.pt"
     if ckpt.exists() and not args.keep_checkpoint:

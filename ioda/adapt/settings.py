@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from ioda.adapt.protocol import get_protocol
+from ioda.protocol import get_protocol
 from ioda.adapt.variants import Variant
 from ioda.config import defaults, paper_config, schema
 from ioda.errors import IodaError

@@ -4,7 +4,7 @@ M_S is frozen; M_T starts as a copy of it and is the only thing trained. Per ste
 autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, in one batched
 tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR (step 0
 included) gives the oracle best step reported beside the final one, and never picks the saved model.
-The protocol (ioda.adapt.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
+The protocol (ioda.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
 the precision (bf16 autocast on CUDA, or the authors' fp32 SR + fp16 CLIP). Seconds: adaptation only; the
 evaluations are timed apart (eval_seconds).
 """
@@ -21,7 +21,7 @@ import torch
 
 from ioda.adapt.batches import Batch, DirectionSampler
 from ioda.adapt.losses import get_loss
-from ioda.adapt.protocol import get_protocol
+from ioda.protocol import get_protocol
 from ioda.adapt.settings import AdaptSettings
 from ioda.adapt.variants import Variant
 from ioda.train.loop import TrainLoop

@@ -34,7 +34,8 @@ class Method:
     steps_key: str | None  # the `adapt` key of its step budget
     lr_key: str | None  # the `adapt` key (dotted) of its learning rate
     runs: str  # "image": one run per target image; "all": one run on all target pairs; "source": the source model
-    target_train: bool = False  # trains on the target's HR/LR pairs (--target-train)
+    target_train: bool = False  # trains on the target's HR/LR pairs (--target-train), from the source model
+    from_scratch: bool = False  # trains a freshly initialised network on the photo alone (ZSSR)
 
 
 METHODS: dict[str, Method] = {
@@ -45,7 +46,7 @@ METHODS: dict[str, Method] = {
         Method("finetune", trains=True, supervised=True, steps_key="finetune_steps", lr_key="baseline_lr.finetune",
                runs="all", target_train=True),
         Method("zssr", trains=True, supervised=True, steps_key="zssr_steps", lr_key="baseline_lr.zssr",
-               runs="image"),
+               runs="image", from_scratch=True),
     )
 }
 RUN_IDS = {"source": "source", "all": "all"}  # run id of the single run of a `source` / `all` method

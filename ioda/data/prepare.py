@@ -29,9 +29,9 @@ from tqdm import tqdm
 from ioda.data import demo as demo_mod
 from ioda.data.degradations import degrade, resolve_spec
 from ioda.data.download import download, safe_extract, verify_manual
-from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, weights_listing
+from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, pinned_files, weights_listing
 from ioda.data.paired import match_folders, parse_paired_spec
-from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, pinned_files, split_files
+from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
 from ioda.errors import IodaError
 from ioda.files import make_temp_dir, read_yaml, removed_on_failure, sha256_file, write_json
 from ioda.imageio import read_image, write_image

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ioda.errors import IodaError
-from ioda.masks.labels import DEFAULT_MIN_AREA, masks_to_label_map
+from ioda.masks.labelmap import DEFAULT_MIN_AREA, masks_to_label_map
 
 LOG = logging.getLogger("ioda.masks")
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ioda.config import defaults
 from ioda.errors import IodaError
-from ioda.masks.labels import DEFAULT_MIN_AREA, relabel
+from ioda.masks.labelmap import DEFAULT_MIN_AREA, relabel
 
 METHODS = ("slic", "felzenszwalb")
 

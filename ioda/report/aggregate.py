@@ -2,7 +2,7 @@
 
 Per cell (task x backbone x variant) over its N target images: mean and variance of PSNR/SSIM. The paper
 prints "mean ± variance" over 5 target images; we use the population variance (numpy's default, ddof=0),
-and say so in every table. Both statistics of issue 8: the final step (the saved model, `ioda evaluate`) and
+and say so in every table. Both statistics: the final step (the saved model, `ioda evaluate`) and
 the oracle best step (best PSNR on the target test set along the adaptation's PSNR-vs-step curve, step 0
 included: picked on target HR, the authors' statistic), in separate, labelled columns. Adaptation seconds
 exclude the evaluations; their seconds are a separate column.
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ioda.adapt.variants import VARIANTS
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, write_json
@@ -76,14 +77,15 @@ def collect_run(plan: Plan, run: Run) -> dict:
         "untrained_encoder": False, "oracle_psnr": math.nan, "oracle_ssim": math.nan,
         "oracle_step": math.nan, "final_step": math.nan,
     }
-    if run.variant != "baseline":
+    if VARIANTS[run.variant].trains:
         info_path = plan.adapt_dir(run) / "adapt.json"
         info = read_json(info_path)
         if info.get("seconds") is not None:
             row["seconds"] = _float(info["seconds"], f"{info_path}: seconds")
         if info.get("eval_seconds") is not None:
             row["eval_seconds"] = _float(info["eval_seconds"], f"{info_path}: eval_seconds")
-        row["protocol"] = info.get("protocol", "paper")  # runs from before the switch followed the paper's text
+        # runs from before the switch followed the paper's text; a supervised baseline reads no protocol (null)
+        row["protocol"] = info.get("protocol", "paper") or ""
         row["device"] = info.get("device", row["device"])
         row["hardware"] = info.get("hardware", "")
         row["untrained_encoder"] = bool((info.get("encoder") or {}).get("untrained", False))

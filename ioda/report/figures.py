@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ioda.adapt.variants import BASELINE, IODA, VARIANTS  # noqa: E402
 from ioda.config import load_config  # noqa: E402
 from ioda.errors import IodaError  # noqa: E402
 from ioda.files import atomic_path, read_json, removed_on_failure  # noqa: E402
@@ -58,7 +59,7 @@ def fig1_bars(plan: Plan):
     task = spec["tasks"][0]
     names, base, ioda, base_err, ioda_err = [], [], [], [], []
     for bb in plan.cfg["backbones"]:
-        b, i = by.get((task, bb, "baseline")), by.get((task, bb, "ioda"))
+        b, i = by.get((task, bb, BASELINE)), by.get((task, bb, IODA))
         if b is None or i is None:
             continue
         names.append(bb)
@@ -95,7 +96,7 @@ def curves(plan: Plan):
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = 0
-    for k, v in enumerate(v for v in cell["variants"] if v != "baseline"):
+    for k, v in enumerate(v for v in cell["variants"] if VARIANTS[v].trains):
         runs = [Run(cell["task"], cell["backbone"], v, r) for r in plan.run_ids(cell["task"], v)]
         series = []
         for r in runs:
@@ -111,7 +112,8 @@ def curves(plan: Plan):
             ax.plot(mean.index, mean.to_numpy(), color=colors[k % len(colors)], lw=2, marker="o", ms=3,
                     label=f"{METHOD[v]} (mean of {len(series)})")
             drawn += 1
-    base = plan.eval_dir(Run(cell["task"], cell["backbone"], "baseline", "source")) / "summary.json"
+    base = plan.eval_dir(Run(cell["task"], cell["backbone"], BASELINE, plan.run_ids(cell["task"], BASELINE)[0]))
+    base = base / "summary.json"
     if base.is_file():
         ax.axhline(read_json(base)["mean_psnr"], color="k", ls="--", lw=1, label="source model")
     if not drawn:

@@ -80,7 +80,7 @@ def render(plan: Plan, out: Path) -> str:
         lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['targets']} target images "
                      f"(first {t['targets']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
     a, enc = cfg["adapt"], cfg["encoder"]
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
 
     proto = get_protocol(a["protocol"])
     from ioda.report.tables import PROTOCOL_TEXT

@@ -1,7 +1,7 @@
 """`ioda tables`: the paper's Tables 1-6 (same rows and columns) as CSV, Markdown and LaTeX.
 
 Each cell shows mean ± variance over the N target images (population variance, as the paper's "±"; the
-tables say so). Both statistics side by side (issue 8): the final step (the saved model) and, where the runs
+tables say so). Both statistics side by side: the final step (the saved model) and, where the runs
 evaluated along the way (adapt.eval_every), the best step — "oracle: picked on target HR, the authors'
 statistic". The paper's numbers appear next to them, with our differences, only when the configuration is the
 paper's (run.paper: true) and the cell is one the paper reports. Table 6 adds the measured adaptation time per
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ioda.adapt.variants import BASELINE, IODA, VARIANTS
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
@@ -37,24 +38,7 @@ TITLES = {
     "table5": "Table 5: IODA across backbones, with the fine-tune-on-all-target-HR upper bound",
     "table6": "Table 6: comparison with other methods, including adaptation time",
 }
-METHOD = {
-    "baseline": "Baseline (source model)",
-    "image_guided": "Image-guided",
-    "real_hr": "Real HR",
-    "text_guided": "Text-guided",
-    "occlusion": "Occlusion",
-    "grid": "Grid",
-    "box": "Box",
-    "instance": "Instance",
-    "ioda": "IODA (occlusion + instance)",
-    "finetune": "Fine-tune (all target HR)",
-    "zssr": "ZSSR",
-}
-# Row labels that differ in a given table (as the paper names them).
-METHOD_BY_TABLE = {
-    "table2": {"ioda": "Image-guided & SR (IODA)"},
-    "table3": {"image_guided": "Baseline (image-guided, no diversity)"},
-}
+METHOD = {name: v.label for name, v in VARIANTS.items()}  # row labels (the variant registry's)
 
 
 PROTOCOL_TEXT = {"authors": "the authors' released code, exactly", "paper": "the paper's text and our documented choices"}
@@ -165,7 +149,7 @@ class Builder:
         return f"{t['source']} → {t['target']}"
 
     def method(self, table: str, variant: str) -> str:
-        return METHOD_BY_TABLE.get(table, {}).get(variant, METHOD[variant])
+        return VARIANTS[variant].table_label(table)
 
     def notes(self, extra: list[str] | None = None) -> list[str]:
         n = [f"PSNR (dB) / SSIM on the Y channel, border = scale cropped; {VARIANCE_NOTE}; "
@@ -240,11 +224,11 @@ class Builder:
                 cols.append((f"{METHOD[v]} PSNR (best step, oracle)", "mv", (f"{v}_oracle", f"{v}_oracle_var")))
             if self.paper:
                 cols.append((f"Paper {METHOD[v]}", "num", (f"paper_{v}",)))
-        if "baseline" in variants and "ioda" in variants:
+        if BASELINE in variants and IODA in variants:
             cols.append(("Gain (IODA − baseline)", "diff", ("gain",)))
         if self.paper:
             cols.append(("Δ IODA PSNR (final − paper)", "diff", ("delta_ioda",)))
-            if "ioda" in oracle:
+            if IODA in oracle:
                 cols.append(("Δ IODA PSNR (oracle − paper)", "diff", ("delta_ioda_oracle",)))
         rows = []
         outer = spec["tasks"] if by == "task" else spec["backbones"]
@@ -261,11 +245,11 @@ class Builder:
                     row[f"{v}_oracle_var"] = c["oracle_psnr_var"] if c["n"] > 1 else math.nan
                     pv = self.paper_of(name, task, bb, v)
                     row[f"paper_{v}"] = pv.psnr if pv and pv.psnr is not None else math.nan
-                if "baseline" in variants and "ioda" in variants:
-                    row["gain"] = row["ioda_psnr"] - row["baseline_psnr"]
-                if "ioda" in variants:
-                    row["delta_ioda"] = row["ioda_psnr"] - row.get("paper_ioda", math.nan)
-                    row["delta_ioda_oracle"] = row["ioda_oracle"] - row.get("paper_ioda", math.nan)
+                if BASELINE in variants and IODA in variants:
+                    row["gain"] = row[f"{IODA}_psnr"] - row[f"{BASELINE}_psnr"]
+                if IODA in variants:
+                    row["delta_ioda"] = row[f"{IODA}_psnr"] - row.get(f"paper_{IODA}", math.nan)
+                    row["delta_ioda_oracle"] = row[f"{IODA}_oracle"] - row.get(f"paper_{IODA}", math.nan)
                 rows.append(row)
         return Table(name, TITLES[name], cols, rows, self.notes([ORACLE_NOTE] if oracle else []))
 
@@ -290,8 +274,7 @@ class Builder:
                     if (task, bb, v) not in self.plan.cells():
                         continue  # excluded by `only`
                     c = self.cell(name, task, bb, v)
-                    label = {"baseline": f"{bb} (source model)", "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(
-                        v, f"{bb} + {METHOD[v]}")
+                    label = VARIANTS[v].comparison_label.format(backbone=bb, label=METHOD[v])
                     if len(spec["tasks"]) > 1:
                         label += f" ({self.task_label(task)})"
                     seconds, eval_seconds = c["seconds_mean"], c.get("eval_seconds_mean", math.nan)
@@ -300,10 +283,10 @@ class Builder:
                            "ssim_var": c["ssim_var"] if c["n"] > 1 else math.nan,
                            "oracle_psnr_mean": c["oracle_psnr_mean"],
                            "oracle_psnr_var": c["oracle_psnr_var"] if c["n"] > 1 else math.nan,
-                           "minutes": seconds / 60.0 if _finite(seconds) and v != "baseline" else math.nan,
+                           "minutes": seconds / 60.0 if _finite(seconds) and VARIANTS[v].trains else math.nan,
                            "eval_minutes": eval_seconds / 60.0 if _finite(eval_seconds) and c.get("evaluations_mean", 0)
                            else math.nan,
-                           "hardware": c["hardware"] if v != "baseline" else "", "source": "this run"}
+                           "hardware": c["hardware"] if VARIANTS[v].trains else "", "source": "this run"}
                     self._add_paper(row, self.paper_of(name, task, bb, v))
                     rows.append(row)
         for label, pv in TABLE6_QUOTED:

@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
-from ioda.adapt.protocol import get_protocol
+from ioda.protocol import get_protocol
 from ioda.adapt.settings import cell_json
 from ioda.adapt.variants import VARIANTS
 from ioda.plan import Plan, Run
@@ -191,7 +191,7 @@ def pretrain_options(wc):
         opts = ["--data", PLAN.data / wc.source / PLAN.source_split(wc.source), "--seed", config["run"]["seed"]]
         for key in ("steps", "batch_size", "lr_patch", "lr"):  # null: the preset's recipe
             if p[key] is not None:
-                opts += ["--" + key.replace("_", "-"), p[key]]
+                opts += [f"--{key.replace('_', '-')}", p[key]]
         opts += ["--resume"] if p["resume"] else []
     return " ".join(shlex.quote(str(x)) for x in opts)
 
