@@ -13,26 +13,24 @@ import argparse
 import hashlib
 import json
 import logging
-import platform
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ioda.protocol import PROTOCOLS, get_protocol
-from ioda.adapt.variants import BASELINE, IODA, VARIANTS, get_variant
+from ioda.adapt.outputs import AUTO_TILE, AUTO_TILE_PIXELS, FINAL_OUTPUTS, clean_failed, identity, write_outputs
+from ioda.adapt.variants import IODA, VARIANTS, get_variant
 from ioda.errors import IodaError
-from ioda.files import ensure_writable_dir, sha256_file, write_json
-from ioda.imageio import image_arg, read_image, write_image
+from ioda.files import ensure_writable_dir, sha256_file
+from ioda.imageio import image_arg, read_image
+from ioda.protocol import PROTOCOLS, get_protocol
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 
+if TYPE_CHECKING:  # torch, the networks and the encoder are imported by main, when a run starts
+    import torch
+
 LOG = logging.getLogger("ioda.adapt")
-# sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
-AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
-# outputs of a run: on failure only those this run created or replaced are removed
-FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
-                 "labels.json")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,20 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
-
-
 def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int):
     from ioda.clip import build_encoder
 
@@ -220,22 +204,6 @@ def _check_numbers(args) -> None:
         raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
 
 
-def _identity(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-class _KeptOutputs(IodaError):
-    """A failure after some outputs were completed that must be kept (e.g. the weights when sr.png fails)."""
-
-    def __init__(self, message: str, keep: tuple[str, ...]):
-        super().__init__(message)
-        self.keep = keep
-
-
 def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
     """Before any work: the checkpoint a --resume continues is readable, ours, and made from this photo and
     model (the trainers check the settings and the label map again when they load it)."""
@@ -294,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             if new:
                 shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    before = {out_dir: {n: _identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
+    before = {out_dir: {n: identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
     stacked = None
     if args.stack:
         from ioda.adapt.stacked import NotStackable
@@ -306,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             args.stack = False
         except BaseException as err:
             for _, _, out_dir in jobs:
-                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+                clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
             raise
     if stacked is not None:
         for (_, _, out_dir), stats in zip(jobs, stacked):
@@ -317,24 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
             except BaseException as err:
-                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+                clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
                 raise
             LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     if shared.untrained:
         LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
     return 0
-
-
-def _clean_failed(out_dir: Path, before: dict, created: bool, keep=()) -> None:
-    """No partial results, and nothing of an earlier run lost: remove only the outputs this run created or replaced
-    (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for --resume, and drop a
-    folder this run created if nothing worth keeping is in it."""
-    for name, ident in before.items():
-        f = out_dir / name
-        if name not in keep and _identity(f) != ident and f.exists():
-            f.unlink()
-    if created and not (out_dir / "checkpoint.pt").exists():
-        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def _jobs(args) -> list[tuple[Path, str | None, Path]]:
@@ -384,12 +340,6 @@ def _labels_digest(labels) -> str | None:
     return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
-def _tile_for(args, photo) -> int:
-    if args.tile is not None:
-        return args.tile
-    return AUTO_TILE if photo.shape[0] * photo.shape[1] > AUTO_TILE_PIXELS else 0
-
-
 def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir):
     from ioda.adapt.api import adapt
 
@@ -398,7 +348,7 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
     result = adapt(loaded.module, photo, variant=shared.variant, settings=shared.settings, encoder=shared.encoder,
                    source=shared.source, labels=labels, eval_fn=shared.eval_fn, work_dir=out_dir, scale=shared.scale,
                    device=shared.device, target_train=args.target_train, resume=args.resume, inputs=inputs)
-    return _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+    return write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
 
 
 def _run_stacked(args, shared, jobs, photos, loaded, model_sha) -> list[dict]:
@@ -410,7 +360,7 @@ def _run_stacked(args, shared, jobs, photos, loaded, model_sha) -> list[dict]:
                             encoder=shared.encoder, source=shared.source, labels=[lab for lab, _ in prepared],
                             eval_fn=shared.eval_fn, work_dirs=[out_dir for _, _, out_dir in jobs], scale=shared.scale,
                             device=shared.device, inputs=[inp for _, inp in prepared])
-    return [_write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+    return [write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
             for (photo_path, _, out_dir), photo, result, (_, inputs) in zip(jobs, photos, results, prepared)]
 
 
@@ -423,70 +373,6 @@ def _run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir
     if variant.direction:
         inputs["labels"] = _labels_digest(labels)
     return labels, inputs
-
-
-def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs) -> dict:
-    """model.safetensors, sr.png and adapt.json of one run."""
-    from ioda.adapt.settings import EXECUTION_ONLY, used_fields
-    from ioda.archs import save_model
-    from ioda.archs.tiling import upscale_image
-
-    variant, settings, device, scale, encoder = (shared.variant, shared.settings, shared.device, shared.scale,
-                                                 shared.encoder)
-    protocol = get_protocol(settings.protocol)
-    model_t, stats = result.model, result.stats
-    encoder_desc = encoder.description if encoder is not None else None
-    untrained = bool(encoder.untrained) if encoder is not None else False
-    model_t.eval()
-    model_path = out_dir / "model.safetensors"
-    save_model(model_t, model_path, preset=loaded.preset, arch=loaded.arch, scale=scale,
-               meta={"ioda_variant": variant.name, "adapted_on": photo_path.name})
-    sr_error = None
-    if not args.no_sr:
-        tile = _tile_for(args, photo)
-        try:
-            write_image(out_dir / "sr.png", upscale_image(model_t, photo, scale, tile=tile, device=device))
-        except Exception as err:  # noqa: BLE001 - out of memory, disk full...: the weights are still good
-            sr_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-            (out_dir / "sr.png").unlink(missing_ok=True)  # an earlier run's sr.png is not of these weights
-    # the settings this run read (a baseline reads no protocol, no run evaluates without --eval-data)
-    used = set(used_fields(variant, evaluates=bool(settings.eval_every))) | set(EXECUTION_ONLY)
-    report = {
-        "protocol": protocol.name if variant.direction else None,
-        "protocol_settings": protocol.to_dict() | {"clip_input": settings.clip_input or protocol.clip_input,
-                                                   "loss": settings.loss or protocol.loss,
-                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip}
-        if variant.direction else None,
-        "variant": variant.to_dict(),
-        "settings": {k: v for k, v in settings.to_dict().items() if k in used}
-        | {"steps_preset": "json" if args.settings_json is not None else args.settings, "stacked_runs": args.stack},
-        "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
-                  "scale": scale},
-        "photo": {"path": str(photo_path), "sha256": inputs["photo"],
-                  "width": photo.shape[1], "height": photo.shape[0]},
-        "encoder": {"description": encoder_desc, "untrained": untrained},
-        "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds
-        "eval_seconds": stats.get("eval_seconds"),
-        "final": stats.get("final"),
-        "best": stats.get("best"),
-        "stats": stats,
-        "device": str(device),
-        "hardware": _hardware(device),
-        "torch": torch.__version__,
-        "oracle_note": "best = the oracle statistic (picked on target HR, the authors'); the saved model is the final step",
-    }
-    if sr_error:
-        report["sr_error"] = sr_error
-    write_json(out_dir / "adapt.json", report)
-    if sr_error:
-        raise _KeptOutputs(
-            f"{out_dir / 'sr.png'}: not written ({sr_error}); the adapted weights are kept in {model_path} "
-            f"(sr.png later: ioda adapt {photo_path} --model {model_path} --variant {BASELINE} --tile 128 --out-dir DIR)",
-            keep=("model.safetensors", "adapt.json", "labels.npz", "labels.json", "curve.csv"))
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.exists() and not args.keep_checkpoint:
-        ckpt.unlink()
-    return stats
 
 
 if __name__ == "__main__":

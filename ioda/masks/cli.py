@@ -11,7 +11,8 @@ import numpy as np
 from ioda.config import defaults
 from ioda.errors import IodaError
 from ioda.imageio import IMAGE_SUFFIXES, image_arg, read_image, write_image
-from ioda.masks.labels import DEFAULT_MIN_AREA, PAINT_ORDERS, cached_label_map, sidecar_path
+from ioda.masks.labelmap import DEFAULT_MIN_AREA, PAINT_ORDERS
+from ioda.masks.labels import cached_label_map, sidecar_path
 from ioda.masks.sam import SAM_CHECKPOINTS
 from ioda.masks.superpixel import METHODS
 from ioda.runtime import setup_logging

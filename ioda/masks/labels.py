@@ -17,8 +17,6 @@ import numpy as np
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, sha256_file, write_json
 
-from ioda.masks.labelmap import DEFAULT_MIN_AREA, PAINT_ORDERS, masks_to_label_map, relabel  # noqa: F401 - re-exported
-
 LOG = logging.getLogger("ioda")
 FORMAT_VERSION = 1
 SOURCES = ("superpixel", "sam")  # the instance sources of compute_label_map (the schema's masks.source)

@@ -18,8 +18,9 @@ from ioda.adapt.variants import VARIANTS
 from ioda.plan import Plan, Run
 
 try:
-    # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
-    # cross-checks (a table naming an unknown task, ...) that a JSON schema cannot express.
+    # The one validation: the params schema (workflow/schemas/config.schema.yaml links to it), defaults filled
+    # in, a one-line message naming the key; then the cross-checks a JSON schema cannot express (a table naming
+    # an unknown task, ...), in Plan.
     ioda_validate(config, "config")
     PLAN = Plan(config)
 except IodaError as err:
