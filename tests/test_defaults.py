@@ -284,3 +284,7 @@ def test_schema_enums_are_the_registries():
     assert set(props["masks"]["properties"]["sam_model"]["enum"]) == set(SAM_CHECKPOINTS)
     assert set(props["adapt"]["properties"]["baseline_lr"]["properties"]) == {
         v.lr_key.split(".", 1)[1] for v in VARIANTS.values() if v.lr_key and "." in v.lr_key}
+    # the paper's numbers are data keyed by variant: every key must name a registered variant
+    from ioda.report.paper_numbers import PAPER
+
+    assert {key[3] for table in PAPER.values() for key in table} <= set(VARIANTS)
