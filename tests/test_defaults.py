@@ -19,22 +19,11 @@ import yaml
 from ioda.adapt.cli import adapt_settings, build_parser
 from ioda.adapt.settings import EXECUTION_ONLY, AdaptSettings, cell_json, preset, schema_key, used_fields
 from ioda.adapt.variants import VARIANTS, get_variant
-from ioda.config import defaults, load_config, paper_config, schema
+from ioda.config import defaults, leaves as _leaves, load_config, paper_config, schema
 from ioda.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
-
-
-def _leaves(node: dict, prefix: str = "") -> dict[str, dict]:
-    """Dotted key -> schema of each leaf setting of a schema object."""
-    out = {}
-    for key, sub in node.get("properties", {}).items():
-        if sub.get("type") == "object" and "properties" in sub:
-            out.update(_leaves(sub, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = sub
-    return out
 
 
 def _get(cfg: dict, dotted: str):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from ioda.protocol import get_protocol
 from ioda.adapt.variants import Variant
-from ioda.config import defaults, paper_config, schema
+from ioda.config import defaults, leaves, paper_config, schema
 from ioda.errors import IodaError
 
 _ADAPT, _RUN = defaults("adapt"), defaults("run")
@@ -56,16 +56,6 @@ _OCCLUSION = ("occlusion_p", "occlusion_cell", "occlusion_cell_p")
 _EVALUATION = ("eval_every", "eval_batch")
 
 
-def _leaves(node: dict, prefix: str = "") -> dict[str, dict]:
-    out = {}
-    for key, sub in node.get("properties", {}).items():
-        if sub.get("type") == "object" and "properties" in sub:
-            out.update(_leaves(sub, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = sub
-    return out
-
-
 def schema_key(name: str, variant: Variant) -> str:
     """The config key (dotted, in `adapt`, or `run.seed`) that sets AdaptSettings.<name> for this variant."""
     if name == "seed":
@@ -82,7 +72,7 @@ def schema_key(name: str, variant: Variant) -> str:
 
 
 def _adapt_leaves() -> dict[str, dict]:
-    return _leaves(schema()["properties"]["adapt"])
+    return leaves(schema()["properties"]["adapt"])
 
 
 def _get(cfg: dict, dotted: str):

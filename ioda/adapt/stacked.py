@@ -144,6 +144,7 @@ class _StackedLoop(TrainLoop):
 
     def __init__(self, stack: StackedTrainers, evaluate: bool):
         s, lead = stack.lead.settings, stack.lead
+        # eval_fn only switches the evaluations on: evaluate() below evaluates every run with its own eval_fn
         super().__init__(lead.model_t, stack.opt, lambda step: stack.train_step(), steps=s.steps, config={},
                          log_every=s.log_every, eval_fn=(lambda model: {}) if evaluate else None,
                          eval_every=s.eval_every if evaluate else 0, eval_at_start=True,
