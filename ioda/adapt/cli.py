@@ -165,7 +165,7 @@ FLAG_FIELDS = {"steps": "steps", "batch_size": "batch_size", "lr_patch": "lr_pat
 def adapt_settings(args, variant, device: torch.device):
     """This run's AdaptSettings: --settings-json (the workflow's: the cell's resolved settings) or the --settings
     preset, each flag given overriding it; every value checked against its params-schema entry."""
-    from ioda.adapt.settings import build, config_values, preset
+    from ioda.adapt.settings import build, check_value, config_values, preset
 
     if args.settings_json is not None:
         try:
@@ -180,9 +180,11 @@ def adapt_settings(args, variant, device: torch.device):
         values = config_values(preset(name), variant)
         names = {}
     for flag, name in FLAG_FIELDS.items():
-        if flag in ("lr", "baseline_lr") and (flag == "baseline_lr") != variant.supervised:
-            continue  # --lr is the direction loss's, --baseline-lr a baseline's
         value = getattr(args, flag)
+        if flag in ("lr", "baseline_lr") and (flag == "baseline_lr") != variant.supervised:
+            if value is not None:  # --lr is the direction loss's, --baseline-lr a baseline's: checked, not used
+                check_value(value, "lr", f"--{flag.replace('_', '-')}")
+            continue
         if value is not None:
             values[name] = list(value) if isinstance(value, (list, tuple)) else value
             names[name] = f"--{flag.replace('_', '-')}"

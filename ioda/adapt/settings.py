@@ -145,24 +145,28 @@ def _expected(sub: dict) -> str:
     return f"in {lower}, {upper}"
 
 
+def check_value(value, key: str, label: str) -> None:
+    """A one-line IodaError naming `label` unless `value` is valid for the params schema's `key` (dotted, in
+    `adapt`, or `run.seed`)."""
+    import jsonschema
+
+    sub = {**_adapt_leaves(), "run.seed": schema()["properties"]["run"]["properties"]["seed"]}[key]
+    if next(jsonschema.Draft202012Validator(sub).iter_errors(value), None) is not None:
+        shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        raise IodaError(f"{label} must be {_expected(sub)}, got {shown}")
+
+
 def build(values: dict, variant: Variant, *, names: dict[str, str] | None = None) -> AdaptSettings:
     """AdaptSettings from `values` (field -> value; absent fields: the schema's defaults), each checked against
     its params-schema entry; `names` says how to call a field in the one-line error (a flag, a key)."""
-    import jsonschema
-
     names = names or {}
     known = {f.name for f in fields(AdaptSettings)}
-    leaves = {**_adapt_leaves(), "run.seed": schema()["properties"]["run"]["properties"]["seed"]}
     for name, value in values.items():
         if name not in known:
             raise IodaError(f"{names.get(name, name)}: not a setting of ioda adapt (expected one of "
                             f"{', '.join(sorted(known - set(EXECUTION_ONLY)))})")
-        if name in EXECUTION_ONLY:
-            continue
-        sub = leaves[schema_key(name, variant)]
-        if next(jsonschema.Draft202012Validator(sub).iter_errors(value), None) is not None:
-            shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
-            raise IodaError(f"{names.get(name, name)} must be {_expected(sub)}, got {shown}")
+        if name not in EXECUTION_ONLY:
+            check_value(value, schema_key(name, variant), names.get(name, name))
     settings = AdaptSettings(**values)
     settings.betas = tuple(settings.betas)
     settings.region_opts = get_protocol(settings.protocol).region_opts(variant.region)
