@@ -12,7 +12,6 @@ median is reported. Also `ioda.plan`, which the Snakemake process itself imports
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ioda.files import write_json  # noqa: E402
+
 MODULES = ["ioda.plan", "ioda.adapt.cli", "ioda.evaluate", "ioda.train.pretrain", "ioda.masks.cli",
            "ioda.data.prepare", "ioda.report.aggregate", "ioda.report.tables", "ioda.report.summary"]
 HEAVY = ["torch", "spandrel", "torchvision", "torch._dynamo", "open_clip"]
@@ -61,8 +63,7 @@ def main() -> int:
                                           for name in trees))
     result = {"repeats": args.repeats, "machine": platform.processor() or platform.machine(),
               "cpus": os.cpu_count(), "trees": {k: str(v) for k, v in trees.items()}, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 
