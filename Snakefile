@@ -3,7 +3,7 @@
 #   snakemake --cores 2                                         # offline demo (params.yaml)
 #   snakemake --profile workflow/profiles/default               # same, with the local profile
 #   snakemake --configfile config/paper.yaml --profile workflow/profiles/slurm   # the paper's runs
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -15,7 +15,8 @@ if not workflow.overwrite_configfiles:
     configfile: "params.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The config is validated against workflow/schemas/config.schema.yaml (defaults filled in) once, in
+# workflow/rules/common.smk, by the same code as every `ioda` command: a bad key stops the run in one line.
 
 
 # `snakemake --report results/report.html`: this page heads the report; each report() output has a caption

@@ -8,7 +8,7 @@
 Presets: `demo` = the offline demo's settings (params.yaml: safmn_tiny, the tiny encoder, its batch and LR patch);
 `paper` = config/paper.yaml's batch and LR patch with SAFMN-L, HAT and SRFormer and the ViT-B/16 Alpha-CLIP
 (untrained weights: speed does not depend on them). Each mode is timed `--repeats` times, the modes interleaved
-(a shared machine drifts), and the median s/step is reported. Goals (issue 10, CPU demo preset): ours at least
+(a shared machine drifts), and the median s/step is reported. Goals (CPU demo preset): ours at least
 1.5x faster than naive and within 1.15x of the floor.
 
 fp32 vs fast (`--compare-numerics STEPS`): the fp32 eager reference against `--numerics fast` (bf16 autocast,
@@ -254,7 +254,7 @@ def bench_numerics(preset: str, encoder_name: str, lr_patch: int, batch: int, st
 
 
 MODES = ("naive", "ours", "floor")
-GOALS = {"speedup_vs_naive": 1.5, "ratio_to_floor": 1.15}  # issue 10, for the CPU demo preset
+GOALS = {"speedup_vs_naive": 1.5, "ratio_to_floor": 1.15}  # for the CPU demo preset
 
 
 def cases(preset: str) -> list[tuple[str, str, int, int]]:

@@ -56,7 +56,7 @@ def _split(assets: Path, camera: str, limit: int, tmp: Path) -> Path:
 def _adapt_step_seconds(model, split: Path, assets: Path, device, steps: int) -> float:
     """Median seconds of one `authors`-protocol adaptation step (batch 2, LR patch 128, ViT-B/16 Alpha-CLIP)."""
     from ioda.adapt.batches import DirectionSampler, SourcePool
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
     from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
     from ioda.adapt.variants import get_variant
     from ioda.clip import build_encoder

@@ -3,7 +3,7 @@
 Copies the working tree (without .git, .venv, data/, results/, logs/, .snakemake/) to a temporary folder,
 runs `snakemake --cores N` there (params.yaml, or --configfile), and reports the wall time, the number of jobs
 (Snakemake's job stats) and the time per rule (summed from Snakemake's benchmark files). Goal for the offline
-demo (issue 10): end to end in at most half of the ~5 min it took on 2 CPU cores with 114 jobs.
+demo: end to end in at most half of the ~5 min it took on 2 CPU cores with 114 jobs.
 
     python benchmarks/pipeline.py                               # the demo (params.yaml)
     python benchmarks/pipeline.py --configfile .test/config.yaml

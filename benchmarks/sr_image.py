@@ -1,7 +1,7 @@
 """Peak memory of writing a photo's sr.png: ours (uint8 tiles into one uint8 buffer) vs the naive path.
 
 naive: image_to_tensor(photo) -> upscale(..., tile) (whole-size float32 output) -> tensor_to_image (clamp,
-mul, round copies of it) -- what `ioda adapt` did before issue 9 (~14 GB for a 24-megapixel photo at x4).
+mul, round copies of it) -- what `ioda adapt` did before tiled uint8 output (~14 GB for a 24-megapixel photo at x4).
 ours:  ioda.archs.tiling.upscale_image(photo, tile): each window becomes float only while it is processed,
 each core is quantised straight into the uint8 output.
 

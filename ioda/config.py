@@ -37,6 +37,17 @@ def _defaults_of(node: dict) -> dict:
     return out
 
 
+def leaves(node: dict, prefix: str = "") -> dict[str, dict]:
+    """Dotted key -> schema of each leaf setting under a schema object (nested mappings flattened)."""
+    out = {}
+    for key, sub in node.get("properties", {}).items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out.update(leaves(sub, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = sub
+    return out
+
+
 def defaults(section: str) -> dict:
     """The schema's defaults of one top-level section (e.g. `adapt`), nested mappings filled in: what a
     params file that omits the section gets. Code reads its defaults here instead of repeating them."""

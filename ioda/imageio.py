@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from ioda.errors import IodaError
 from ioda.files import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading and writing images does not need it
+    import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -118,6 +121,8 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
+    import torch
+
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
 
 
@@ -127,6 +132,8 @@ def tensor_to_image(t: torch.Tensor) -> np.ndarray:
         if t.shape[0] != 1:
             raise ValueError(f"tensor_to_image expects one image, got batch {t.shape[0]}")
         t = t[0]
+    import torch
+
     arr = t.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(arr)
 
@@ -136,6 +143,14 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise IodaError(f"{folder}: folder not found (expected a folder of images)")
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def find_files(base: Path, pattern: str) -> list[Path]:
+    """Image files under `base` matching a glob, or several globs joined by '|'; sorted."""
+    out: set[Path] = set()
+    for pat in pattern.split("|"):
+        out.update(p for p in base.glob(pat) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(out)
 
 
 def pick_image(pool: str | os.PathLike, index: int) -> Path:

@@ -4,8 +4,9 @@ Single source of truth for the file layout, shared by the Snakemake workflow (wo
 imports it) and the report commands (aggregate/tables/figures/summary), so both always agree on which runs
 exist. A *cell* is (task, backbone, variant); a *run* is one adaptation inside a cell:
   - variants guided by one target image run N times, `img0 .. img{N-1}` (the first N pool images, sorted);
-  - `baseline` is the source model itself, evaluated once (run id `source`): adapting it would copy it;
-  - `finetune` (supervised on all target pairs) does not depend on a single image: one run, id `all`.
+  - the source model itself (method `none`) is evaluated once (run id `source`): adapting it would copy it;
+  - a method trained on all target pairs (the fine-tune) does not depend on a single image: one run, id `all`.
+Which applies is the variant's method's (ioda.adapt.variants.METHODS), never its name.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioda.adapt.variants import VARIANTS
+from ioda.adapt.variants import BASELINE, VARIANTS
 from ioda.errors import IodaError
 
-# Derived from the variant registry so the workflow and `ioda adapt` cannot disagree.
-NEEDS_LABELS = tuple(n for n, v in VARIANTS.items() if v.needs_labels)  # instance region-range masks
-DIRECTION_VARIANTS = tuple(n for n, v in VARIANTS.items() if v.method == "direction")  # evaluate along the way
 
 
 @dataclass(frozen=True, order=True)
@@ -131,21 +129,17 @@ class Plan:
             if val is not None and self.evaluates(Run(t, b, v, "")):
                 out[(val, b, v)] = None
         for t, b, _ in [*table, *out]:
-            out[(t, b, "baseline")] = None
+            out[(t, b, BASELINE)] = None
         return [c for c in out if c not in table]
 
     def run_ids(self, task: str, variant: str) -> list[str]:
-        if variant == "baseline":
-            return ["source"]
-        if variant == "finetune":
-            return ["all"]
-        return [f"img{i}" for i in range(self.tasks[task]["n_images"])]
+        return VARIANTS[variant].run_ids(self.tasks[task]["n_images"])
 
     def runs(self) -> list[Run]:
         return [Run(t, b, v, r) for (t, b, v) in self.cells() for r in self.run_ids(t, v)]
 
     def adapt_runs(self) -> list[Run]:
-        return [r for r in self.runs() if r.variant != "baseline"]
+        return [r for r in self.runs() if VARIANTS[r.variant].trains]
 
     def tsne_task(self) -> str:
         return self.cfg["report"].get("tsne_task") or next(iter(self.tasks))
@@ -154,7 +148,7 @@ class Plan:
         """(target dataset, image index) pairs that need an instance label map."""
         out: dict[tuple[str, int], None] = {}
         for r in self.adapt_runs():
-            if r.variant in NEEDS_LABELS:
+            if VARIANTS[r.variant].needs_labels:
                 out[(self.tasks[r.task]["target"], r.image_index)] = None
         out[(self.tasks[self.tsne_task()]["target"], 0)] = None  # Fig. 4 region masks
         return list(out)
@@ -173,7 +167,7 @@ class Plan:
     def evaluates(self, run: Run) -> bool:
         """Whether this run evaluates the target test set every adapt.eval_every steps (curve.csv: final and
         oracle best step): every direction-loss adaptation when eval_every > 0."""
-        return self.cfg["adapt"]["eval_every"] > 0 and run.variant in DIRECTION_VARIANTS
+        return self.cfg["adapt"]["eval_every"] > 0 and VARIANTS[run.variant].direction
 
     def curve_cell(self, run: Run) -> bool:
         """Whether this run's curve is plotted (the report.curves cell)."""
@@ -185,7 +179,7 @@ class Plan:
 
     def keeps_images(self, run: Run) -> bool:
         mode = self.cfg["report"]["save_images"]
-        return mode == "all" or (mode == "first" and run.run in ("img0", "source", "all"))
+        return mode == "all" or (mode == "first" and run.run == self.run_ids(run.task, run.variant)[0])
 
     # ---- where things live ---------------------------------------------------------------------------
     def manifest(self, name: str) -> Path:

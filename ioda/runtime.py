@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 from ioda.errors import IodaError
 
@@ -18,6 +21,8 @@ LOG = logging.getLogger("ioda")
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU generator for code that takes one explicitly."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -25,6 +30,8 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -326,9 +326,9 @@ def test_stacked_cell_equals_runs_of_their_own_within_tolerance(world, tmp_path)
     assert not (tmp_path / "bad").exists()
 
 
-# ---- adapt.protocol (issue 8) rows g, j, k, i through the trainer and the CLI --------------------------------
+# ---- adapt.protocol rows g, j, k, i through the trainer and the CLI --------------------------------
 def _protocol_trainer(world, tmp_path, protocol, eval_fn=None, eval_every=0, steps=2, **sampler_opts):
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
 
     p = get_protocol(protocol)
     v = get_variant("occlusion")

@@ -182,7 +182,7 @@ def test_training_mode_is_restored(split):
     assert not net.training
 
 
-# ---- issue 8: batched on-device evaluation, and the authors' HR crop (row l) --------------------------------
+# ---- batched on-device evaluation, and the authors' HR crop (protocol row l) --------------------------------
 def test_batched_torch_metrics_agree_with_ioda_metrics():
     from ioda.metrics_torch import psnr_batch, ssim_batch
 

@@ -1,4 +1,4 @@
-"""What a hostile but fair new user broke (issue 9), one test (or more) per row: each ends in one clear line,
+"""What a hostile but fair new user broke, one test (or more) per row: each ends in one clear line,
 a non-zero exit, nothing lost, and is checked before any work where it can be."""
 
 import io
@@ -84,7 +84,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-# -- row 1 / issue 7 item 7: every network spandrel loads adapts, saves, reloads and evaluates ---------------
+# -- row 1: every network spandrel loads adapts, saves, reloads and evaluates ---------------
 
 
 def _spandrel_nets():
@@ -191,7 +191,7 @@ def test_row3_resume_refuses_other_photo_model_or_labels(world, tmp_path):
 
 @pytest.mark.parametrize("flag,expect", [("--steps", "--steps must be at least 1"),
                                          ("--batch-size", "--batch-size must be at least 1"),
-                                         ("--lr-patch", "--lr-patch must be at least 1"),
+                                         ("--lr-patch", "--lr-patch must be at least 8"),
                                          ("--eval-batch", "--eval-batch must be at least 1"),
                                          ("--lr", "--lr must be a positive number")])
 def test_row4_zero_is_refused_not_replaced_by_the_preset(world, tmp_path, flag, expect):
@@ -273,7 +273,7 @@ def test_row5_read_only_out_dir_or_parent_refused_before_step_1(world, tmp_path)
 
 
 def test_row6_uint8_tiles_equal_the_float_path_and_big_photos_tile_by_default():
-    from ioda.adapt.cli import AUTO_TILE, AUTO_TILE_PIXELS, _tile_for
+    from ioda.adapt.outputs import AUTO_TILE, AUTO_TILE_PIXELS, tile_for as _tile_for
     from ioda.archs.tiling import upscale_image
 
     model = build_model("safmn_tiny", seed=0).eval()

@@ -1,4 +1,4 @@
-"""adapt.protocol (issue 8): each row a-l of the authors-vs-paper table against hand-computed values, and the
+"""adapt.protocol: each row a-l of the authors-vs-paper table against hand-computed values, and the
 "done when" check: ImageEncoder.prepare under `authors` equals the authors' torchvision pipelines composed as
 in their loss file (My_alpha_clip_loss.py: preprocess = Normalize(-1, 2) + CLIP's Resize(S, bicubic) +
 CenterCrop(S) + CLIP Normalize; mask_transform = Normalize([-1], [2]) + Resize((S, S)) + Normalize([0.5], [0.26]))."""
@@ -12,7 +12,7 @@ import torchvision.transforms as T
 from torchvision.transforms import InterpolationMode
 
 from ioda.adapt.losses import get_loss
-from ioda.adapt.protocol import PROTOCOLS, get_protocol
+from ioda.protocol import PROTOCOLS, get_protocol
 from ioda.train.numerics import Numerics
 from ioda.clip import build_encoder
 from ioda.clip.preprocess import prepare_alpha, prepare_image
@@ -222,19 +222,22 @@ def test_i_plain_clip_for_rows_without_region_masks_only_under_paper():
 
 # ---- j, k: evaluation schedule, best step, timing -------------------------------------------------------------
 def test_j_authors_evaluate_every_10_steps_and_l_crop_hr():
-    assert AUTHORS.eval_every == 10 and PAPER.eval_every == 0
+    from ioda.config import paper_config
+
+    assert paper_config()["adapt"]["eval_every"] == 10  # a setting, not a protocol knob
     assert AUTHORS.eval_crop_hr and not PAPER.eval_crop_hr
 
 
 def test_configs_paper_uses_authors_and_every_config_evaluates_every_direction_run():
     from ioda.config import load_config
-    from ioda.plan import DIRECTION_VARIANTS, Plan
+    from ioda.adapt.variants import VARIANTS
+    from ioda.plan import Plan
 
     paper = load_config("config/paper.yaml")
     assert paper["adapt"]["protocol"] == "authors" and paper["adapt"]["eval_every"] == 10
     assert paper["adapt"]["loss"] is None and paper["adapt"]["clip_input"] is None  # the protocol's
     for path in ("config/paper.yaml", "params.yaml", ".test/config.yaml"):
         plan = Plan(load_config(path))
-        runs = [r for r in plan.adapt_runs() if r.variant in DIRECTION_VARIANTS]
+        runs = [r for r in plan.adapt_runs() if VARIANTS[r.variant].direction]
         assert runs and all(plan.evaluates(r) for r in runs)  # final and oracle best step in every table
     assert load_config("params.yaml")["adapt"]["protocol"] == "paper"

@@ -64,7 +64,8 @@ def test_no_mirror_and_no_network_names_url_mirror_path_and_variable(tmp_path, m
 
 
 def test_every_pinned_url_is_a_fixed_commit():
-    from ioda.data.registry import REGISTRY, pinned_files
+    from ioda.data.assets import pinned_files
+    from ioda.data.registry import REGISTRY
 
     urls = [f.url for e in REGISTRY.values() if e.kind == "pinned" for _, f in pinned_files(e)]
     urls += [w.file.url for w in WEIGHTS.values()]

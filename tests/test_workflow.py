@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def adapt_jobs(jobs: dict[str, int]) -> int:
 
 
 def eval_jobs(jobs: dict[str, int]) -> int:
-    """Evaluation jobs: one per cell too (rules evaluate_<n>_images, evaluate_source, evaluate_finetune)."""
+    """Evaluation jobs: one per cell too (rules evaluate_<n>_images, evaluate_baseline, evaluate_finetune)."""
     return sum(n for rule, n in jobs.items() if rule.startswith("evaluate"))
 
 
@@ -108,7 +109,10 @@ def test_paper_dry_run_uses_the_authors_settings():
     assert len(adapt) == 7 + 2 + 2
     for line in adapt:
         assert "--index 0 1 2 3 4 " in line  # ... adapting its N = 5 target images
-        assert "--steps 1500 --batch-size 2 --lr-patch 128 --lr 1e-05 --betas 0.0 0.9919919678228579" in line
+        settings = json.loads(shlex.split(line.split("--settings-json ", 1)[1])[0])
+        assert settings["steps"] == 1500 and settings["batch_size"] == 2 and settings["lr_patch"] == 128
+        assert settings["lr"] == 1e-05 and settings["betas"] == [0.0, 0.9919919678228579]
+        assert settings["protocol"] == "authors" and settings["eval_every"] == 10
         assert "--encoder ViT-B-16-quickgelu --encoder-weights openai" in line
         assert "--alpha-weights weights/clip_b16_grit+mim_fultune_4xe.pth" in line
     assert "ioda pretrain --preset safmn_l" in out and "--weights weights/SAFMN_L_DF2K_x4.pth" in out
@@ -249,7 +253,7 @@ def test_changing_an_adapt_param_reruns_only_adaptation_onward(e2e, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = job_counts(proc.stdout + proc.stderr)
     plan = Plan(load_config(proj / "params.yaml"))
-    uses_steps = [r for r in plan.adapt_runs() if r.variant not in ("finetune", "zssr")]
+    uses_steps = [r for r in plan.adapt_runs() if VARIANTS[r.variant].steps_key == "steps"]
     assert adapt_jobs(jobs) == n_cells(uses_steps)
     assert eval_jobs(jobs) == n_cells(uses_steps)  # the baseline and fine-tune evaluations stay
     assert not {"prepare", "pretrain", "masks"} & set(jobs)

@@ -16,10 +16,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from ioda.adapt.trainer import AdaptSettings
-from ioda.adapt.variants import Variant, get_variant
+from ioda.adapt.settings import AdaptSettings
+from ioda.adapt.variants import IODA, Variant, get_variant
 from ioda.errors import IodaError
 from ioda.runtime import seed_everything
+
+
+@dataclass
+class AdaptJob:
+    """One adaptation run with everything resolved: what `adapt` hands the method it runs."""
+
+    module: nn.Module
+    photo: np.ndarray
+    variant: Variant
+    settings: AdaptSettings
+    scale: int
+    device: torch.device
+    work_dir: Path
+    encoder: object = None
+    source: object = None
+    labels: np.ndarray | None = None
+    eval_fn: Callable[[nn.Module], dict] | None = None
+    target_train: str | os.PathLike | None = None
+    resume: bool = False
+    inputs: dict[str, str | None] | None = None
 
 
 @dataclass
@@ -42,7 +62,7 @@ def adapt(
     model: nn.Module,
     photo: np.ndarray | str | os.PathLike,
     *,
-    variant: str | Variant = "ioda",
+    variant: str | Variant = IODA,
     settings: AdaptSettings | None = None,
     encoder=None,
     source=None,
@@ -72,14 +92,15 @@ def adapt(
     """
     module, (photo,), variant, settings, scale, device = _resolve(model, [photo], variant, settings, scale, source,
                                                                   device)
+    job = dict(module=module, photo=photo, variant=variant, settings=settings, scale=scale, device=device,
+               encoder=encoder, source=source, labels=labels, eval_fn=eval_fn, target_train=target_train,
+               resume=resume, inputs=inputs)
     if work_dir is None:
         with tempfile.TemporaryDirectory(prefix="ioda-adapt-") as tmp:
-            return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, Path(tmp), scale,
-                          device, target_train, resume, inputs)
+            return _adapt(AdaptJob(work_dir=Path(tmp), **job))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    return _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
-                  target_train, resume, inputs)
+    return _adapt(AdaptJob(work_dir=work_dir, **job))
 
 
 def _resolve(model, photos, variant, settings, scale, source, device):
@@ -96,54 +117,53 @@ def _resolve(model, photos, variant, settings, scale, source, device):
             torch.device(device))
 
 
-def _adapt(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
-           target_train, resume, inputs) -> AdaptResult:
-    seed_everything(settings.seed)
-    if variant.method == "none":
-        return AdaptResult(module.to(device).eval(), {"seconds": 0.0, "steps": 0})
-    if variant.method in ("finetune", "zssr"):
+def _adapt(job: AdaptJob) -> AdaptResult:
+    s, variant = job.settings, job.variant
+    seed_everything(s.seed)
+    if not variant.trains:
+        return AdaptResult(job.module.to(job.device).eval(), {"seconds": 0.0, "steps": 0})
+    if variant.supervised:
         from ioda.adapt.baselines import run_supervised_baseline
 
         model_t, stats = run_supervised_baseline(
-            variant.method, module, scale=scale, target_lr=photo, target_train=target_train,
-            steps=settings.steps, batch_size=settings.batch_size, lr_patch=settings.lr_patch,
-            lr=settings.lr, seed=settings.seed, device=device, work_dir=work_dir, resume=resume, inputs=inputs)
+            variant.spec, job.module, scale=job.scale, target_lr=job.photo, target_train=job.target_train,
+            steps=s.steps, batch_size=s.batch_size, lr_patch=s.lr_patch, lr=s.lr, seed=s.seed, device=job.device,
+            work_dir=job.work_dir, resume=job.resume, inputs=job.inputs)
         return AdaptResult(model_t.eval(), stats)
-    trainer = _direction_trainer(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale,
-                                 device, inputs)
-    stats = trainer.run(resume=resume)
+    trainer = _direction_trainer(job)
+    stats = trainer.run(resume=job.resume)
     return AdaptResult(trainer.model_t.eval(), stats)
 
 
-def _direction_trainer(module, photo, variant, settings, encoder, source, labels, eval_fn, work_dir, scale, device,
-                       inputs):
+def _direction_trainer(job: AdaptJob):
     from ioda.adapt.batches import DirectionSampler, SourcePool
-    from ioda.adapt.protocol import get_protocol
     from ioda.adapt.trainer import DirectionTrainer
+    from ioda.protocol import get_protocol
 
-    if encoder is None:
+    variant, s, labels, source = job.variant, job.settings, job.labels, job.source
+    if job.encoder is None:
         raise IodaError(f"adapt: variant {variant.name!r} needs a CLIP encoder (ioda.clip.build_encoder)")
     if not isinstance(source, SourcePool):
-        source = source_pool(source, scale, variant)
+        source = source_pool(source, job.scale, variant)
     if variant.needs_labels and labels is None:
         from ioda.masks import compute_label_map
 
-        labels = compute_label_map(photo, source="superpixel")
-    protocol = get_protocol(settings.protocol)
+        labels = compute_label_map(job.photo, source="superpixel")
+    protocol = get_protocol(s.protocol)
     sampler = DirectionSampler(
-        photo, labels if variant.needs_labels else None, source, scale=scale, lr_patch=settings.lr_patch,
-        batch_size=settings.batch_size, region=variant.region, occlusion=variant.occlusion,
-        occlusion_p=settings.occlusion_p, occlusion_cell=settings.occlusion_cell,
-        occlusion_cell_p=settings.occlusion_cell_p, region_opts=settings.region_opts, seed=settings.seed,
-        occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
-    return DirectionTrainer(module, encoder, sampler, variant, settings, device, work_dir, eval_fn, inputs=inputs)
+        job.photo, labels if variant.needs_labels else None, source, scale=job.scale, lr_patch=s.lr_patch,
+        batch_size=s.batch_size, region=variant.region, occlusion=variant.occlusion, occlusion_p=s.occlusion_p,
+        occlusion_cell=s.occlusion_cell, occlusion_cell_p=s.occlusion_cell_p, region_opts=s.region_opts,
+        seed=s.seed, occlusion_partial_cells=protocol.occlusion_cells == "partial", hr_mask=protocol.hr_mask)
+    return DirectionTrainer(job.module, job.encoder, sampler, variant, s, job.device, job.work_dir, job.eval_fn,
+                            inputs=job.inputs)
 
 
 def adapt_stacked(
     model: nn.Module,
     photos: list[np.ndarray | str | os.PathLike],
     *,
-    variant: str | Variant = "ioda",
+    variant: str | Variant = IODA,
     settings: AdaptSettings | None = None,
     encoder=None,
     source=None,
@@ -159,7 +179,7 @@ def adapt_stacked(
     photo's own `adapt` run up to floating-point reassociation (tests/test_stacked.py states the tolerance)."""
     module, photos, variant, settings, scale, device = _resolve(model, photos, variant, settings, scale, source,
                                                                 device)
-    if variant.method != "direction":
+    if not variant.direction:
         raise IodaError(f"adapt: stacking runs is for the direction-loss variants, not {variant.name!r}")
     if len(work_dirs) != len(photos):
         raise IodaError(f"adapt: {len(photos)} photos but {len(work_dirs)} work folders")
@@ -172,9 +192,10 @@ def adapt_stacked(
     for k, photo in enumerate(photos):
         seed_everything(settings.seed)
         Path(work_dirs[k]).mkdir(parents=True, exist_ok=True)
-        trainers.append(_direction_trainer(module, photo, variant, settings, encoder, source,
-                                           labels[k] if labels else None, eval_fn, Path(work_dirs[k]), scale, device,
-                                           inputs[k] if inputs else None))
+        trainers.append(_direction_trainer(AdaptJob(
+            module=module, photo=photo, variant=variant, settings=settings, scale=scale, device=device,
+            work_dir=Path(work_dirs[k]), encoder=encoder, source=source, labels=labels[k] if labels else None,
+            eval_fn=eval_fn, inputs=inputs[k] if inputs else None)))
     stats = StackedTrainers(trainers).run()
     return [AdaptResult(t.model_t.eval(), st) for t, st in zip(trainers, stats)]
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ioda.adapt.variants import Method
 from ioda.data.imresize import imresize
 from ioda.data.pairs import PairedPatches, augment, list_pairs, random_crop_box
 from ioda.errors import IodaError
@@ -60,7 +61,7 @@ def reinitialise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def run_supervised_baseline(
-    method: str,
+    method: Method,
     model_s: torch.nn.Module,
     *,
     scale: int,
@@ -76,17 +77,20 @@ def run_supervised_baseline(
     resume: bool,
     inputs: dict[str, str | None] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
+    """Train a supervised baseline (a METHODS entry): on the target's pairs from the source model, or from
+    scratch on the photo's own downscaled copies."""
     length = steps * batch_size
-    if method == "finetune":
+    if method.target_train:
         if target_train is None:
-            raise IodaError("variant finetune needs --target-train (a target split folder with HR/ and LR_x<scale>/)")
+            raise IodaError(f"method {method.name} needs --target-train (a target split folder with HR/ and "
+                            f"LR_x<scale>/)")
         dataset = PairedPatches(list_pairs(target_train, scale), scale, lr_patch, seed=seed, length=length)
         model = copy.deepcopy(model_s)
-    elif method == "zssr":
+    elif method.from_scratch:
         dataset = ZSSRPairs(target_lr, scale, lr_patch, length=length, seed=seed)
         model = reinitialise(model_s, seed)
     else:
-        raise IodaError(f"method {method!r} is not a supervised baseline")
+        raise IodaError(f"method {method.name!r} is not a supervised baseline")
     model.requires_grad_(True).train()
     t0 = time.perf_counter()
     stats = train_supervised(

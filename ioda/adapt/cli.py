@@ -4,43 +4,34 @@ Writes, in --out-dir: model.safetensors (the adapted weights), sr.png (the photo
 adapt.json (protocol, settings, timing, hardware, encoder, fallbacks), train_log.csv (step, loss) and, with
 --eval-data, curve.csv (PSNR/SSIM on a held-out target test set every --eval-every steps, step 0 included: the
 best step is the ORACLE statistic the authors reported, picked on target HR; the saved model is the final one).
---protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/adapt/protocol.py).
+--protocol authors|paper: the authors' released code exactly, or the paper's text (ioda/protocol.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
-import math
-import platform
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from ioda.adapt.protocol import PROTOCOLS, get_protocol
-from ioda.adapt.variants import VARIANTS, get_variant
-from ioda.config import defaults, paper_config
+from ioda.adapt.outputs import AUTO_TILE, AUTO_TILE_PIXELS, FINAL_OUTPUTS, clean_failed, identity, write_outputs
+from ioda.adapt.variants import IODA, VARIANTS, get_variant
+from ioda.config import defaults, schema
 from ioda.errors import IodaError
-from ioda.files import ensure_writable_dir, sha256_file, write_json
-from ioda.imageio import image_arg, read_image, write_image
+from ioda.files import ensure_writable_dir, sha256_file
+from ioda.imageio import image_arg, read_image
+from ioda.protocol import PROTOCOLS, get_protocol
 from ioda.runtime import resolve_device, seed_everything, setup_logging
-from ioda.train.numerics import MODES
+
+if TYPE_CHECKING:  # torch, the networks and the encoder are imported by main, when a run starts
+    import torch
 
 LOG = logging.getLogger("ioda.adapt")
-# sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
-AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
-# outputs of a run: on failure only those this run created or replaced are removed
-FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
-                 "labels.json")
-
-
-def settings_preset(name: str) -> dict:
-    """The `adapt` section behind --settings: `paper` is config/paper.yaml's, `cpu` the params schema's defaults
-    (a CPU-sized budget for trying things out on a laptop). No default is repeated in this module."""
-    return paper_config()["adapt"] if name == "paper" else defaults("adapt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
     p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
     p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
-    p.add_argument("--variant", default="ioda", choices=sorted(VARIANTS), help="method / ablation row (default: ioda)")
+    p.add_argument("--variant", default=IODA, choices=sorted(VARIANTS), help=f"method / ablation row (default: {IODA})")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS),
                    help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
                    "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
@@ -96,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
                    help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
                    "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
+    p.add_argument("--settings-json", metavar="JSON",
+                   help="instead of --settings: these settings (AdaptSettings fields; what the workflow passes: the "
+                   "cell's settings, resolved from its config by ioda.adapt.settings); flags given still override")
     p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings, "
                    "adapt.steps, or adapt.finetune_steps / adapt.zssr_steps for those baselines)")
     p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
@@ -108,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--occlusion-cell", type=int, help="occlusion variants: cell size in LR px")
     p.add_argument("--occlusion-cell-p", type=float, help="occlusion variants: probability of zeroing a cell "
                    "(the three default from --settings: adapt.occlusion)")
-    p.add_argument("--seed", type=int, default=0, help="seed of crops, masks and init (same seed, same result)")
+    p.add_argument("--seed", type=int, help="seed of crops, masks and init (same seed, same result; default from "
+                   "--settings: run.seed)")
     p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
     p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
                    "(0: never; default from --settings: 10 for paper, as the authors)")
@@ -117,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
     p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
-    p.add_argument("--numerics", choices=MODES, default=defaults("run")["numerics"],
+    p.add_argument("--numerics", choices=schema()["properties"]["run"]["properties"]["numerics"]["enum"],
+                   default=defaults("run")["numerics"],
                    help="auto: bf16 autocast on CUDA except under --protocol authors, fp32 on CPU; fp32: the fp32 "
                    "reference; fast: bf16, TF32, channels_last, torch.compile on CUDA (ioda/train/numerics.py)")
     p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
@@ -131,21 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _hardware(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} threads)"
-
-
-def _encoder(args, device: torch.device, clip_input: str, protocol: str):
+def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int):
     from ioda.clip import build_encoder
 
     name, weights = args.encoder, args.encoder_weights
@@ -161,7 +143,7 @@ def _encoder(args, device: torch.device, clip_input: str, protocol: str):
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
-    return build_encoder(name, pretrained=weights, seed=args.seed, **opts)
+    return build_encoder(name, pretrained=weights, seed=seed, **opts)
 
 
 def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Path):
@@ -176,81 +158,58 @@ def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Pat
     return labels
 
 
+# flag -> the AdaptSettings field it overrides (--steps and --lr: of the direction loss; --baseline-lr: of a
+# supervised baseline; the config key behind each follows from the variant, ioda.adapt.settings.schema_key)
+FLAG_FIELDS = {"steps": "steps", "batch_size": "batch_size", "lr_patch": "lr_patch", "lr": "lr",
+               "baseline_lr": "lr", "betas": "betas", "loss": "loss", "clip_input": "clip_input", "seed": "seed",
+               "eval_every": "eval_every", "eval_batch": "eval_batch", "occlusion_p": "occlusion_p",
+               "occlusion_cell": "occlusion_cell", "occlusion_cell_p": "occlusion_cell_p", "protocol": "protocol",
+               "clip_antialias": "clip_antialias"}
+
+
 def adapt_settings(args, variant, device: torch.device):
-    """This run's AdaptSettings: each flag given, else the --settings preset (see settings_preset)."""
-    from ioda.adapt.trainer import AdaptSettings
+    """This run's AdaptSettings: --settings-json (the workflow's: the cell's resolved settings) or the --settings
+    preset, each flag given overriding it; every value checked against its params-schema entry."""
+    from ioda.adapt.settings import build, check_value, config_values, preset
 
-    preset = settings_preset("paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda")
-                             else "cpu")
-    baseline = variant.method in ("finetune", "zssr")  # supervised: own step budget and learning rate
-
-    def pick(flag, default):
-        return default if flag is None else flag
-
-    protocol = get_protocol(pick(args.protocol, preset["protocol"]))
+    if args.settings_json is not None:
+        try:
+            values = json.loads(args.settings_json)
+        except json.JSONDecodeError as err:
+            raise IodaError(f"--settings-json: not JSON ({err})") from None
+        if not isinstance(values, dict):
+            raise IodaError(f"--settings-json: expected an object of settings, got {type(values).__name__}")
+        names = {k: f"--settings-json {k}" for k in values}
+    else:
+        name = "paper" if args.settings == "paper" or (args.settings == "auto" and device.type == "cuda") else "cpu"
+        values = config_values(preset(name), variant)
+        names = {}
+    for flag, name in FLAG_FIELDS.items():
+        value = getattr(args, flag)
+        if flag in ("lr", "baseline_lr") and (flag == "baseline_lr") != variant.supervised:
+            if value is not None:  # --lr is the direction loss's, --baseline-lr a baseline's: checked, not used
+                check_value(value, "lr", f"--{flag.replace('_', '-')}")
+            continue
+        if value is not None:
+            values[name] = list(value) if isinstance(value, (list, tuple)) else value
+            names[name] = f"--{flag.replace('_', '-')}"
+    if not args.eval_data:
+        values["eval_every"] = 0
+    values["channels_last"] = args.channels_last
+    values["numerics"] = args.numerics
+    settings = build(values, variant, names=names)
     # the options that are no AdaptSettings field, resolved here once for _run and the report
+    protocol = get_protocol(settings.protocol)
     args.protocol = protocol.name
-    args.clip_antialias = pick(args.clip_antialias, preset["clip_antialias"])
+    args.clip_antialias = settings.clip_antialias
     args.plain_clip = protocol.plain_clip_full and variant.region == "full"
-
-    return AdaptSettings(
-        steps=pick(args.steps, preset[f"{variant.method}_steps" if baseline else "steps"]),
-        batch_size=pick(args.batch_size, preset["batch_size"]),
-        lr_patch=pick(args.lr_patch, preset["lr_patch"]),
-        lr=pick(args.baseline_lr, preset["baseline_lr"][variant.method]) if baseline else pick(args.lr, preset["lr"]),
-        betas=tuple(pick(args.betas, preset["betas"])),
-        loss=pick(args.loss, preset["loss"]),  # None: the protocol's
-        clip_input=pick(args.clip_input, preset["clip_input"]),
-        seed=args.seed,
-        eval_every=pick(args.eval_every, preset["eval_every"]) if args.eval_data else 0,
-        channels_last=args.channels_last,
-        numerics=args.numerics,
-        occlusion_p=pick(args.occlusion_p, preset["occlusion"]["p"]),
-        occlusion_cell=pick(args.occlusion_cell, preset["occlusion"]["cell"]),
-        occlusion_cell_p=pick(args.occlusion_cell_p, preset["occlusion"]["cell_p"]),
-        region_opts=protocol.region_opts(variant.region),
-        protocol=protocol.name,
-        clip_antialias=args.clip_antialias,
-        eval_batch=pick(args.eval_batch, preset["eval_batch"]),
-    )
+    return settings
 
 
 def _check_numbers(args) -> None:
-    """Every numeric option is checked before any work; 0 is a value, never "not given"."""
-    for key in ("steps", "batch_size", "lr_patch", "occlusion_cell", "eval_batch"):
-        v = getattr(args, key)
-        if v is not None and v < 1:
-            raise IodaError(f"--{key.replace('_', '-')} must be at least 1, got {v}")
-    for key in ("lr", "baseline_lr"):
-        v = getattr(args, key)
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise IodaError(f"--{key.replace('_', '-')} must be a positive number, got {v}")
-    for key in ("occlusion_p", "occlusion_cell_p"):
-        v = getattr(args, key)
-        if v is not None and not 0 <= v <= 1:
-            raise IodaError(f"--{key.replace('_', '-')} must lie in [0, 1], got {v}")
-    if args.betas is not None and not all(0 <= b < 1 for b in args.betas):
-        raise IodaError(f"--betas must both lie in [0, 1), got {args.betas[0]} {args.betas[1]}")
+    """The options that are no setting (the settings are checked by the params schema, in adapt_settings)."""
     if args.tile is not None and args.tile < 0:
         raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
-    if args.eval_every is not None and args.eval_every < 0:
-        raise IodaError(f"--eval-every must be 0 (never) or a positive number of steps, got {args.eval_every}")
-
-
-def _identity(path: Path) -> tuple | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-class _KeptOutputs(IodaError):
-    """A failure after some outputs were completed that must be kept (e.g. the weights when sr.png fails)."""
-
-    def __init__(self, message: str, keep: tuple[str, ...]):
-        super().__init__(message)
-        self.keep = keep
 
 
 def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
@@ -261,10 +220,10 @@ def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
     from ioda.safeload import torch_load
 
     state = torch_load(ckpt)
-    if not isinstance(state, dict) or not ({"model_t", "model"} & set(state)):
+    if not isinstance(state, dict) or "model" not in state:
         raise IodaError(f"{ckpt}: not an ioda adaptation checkpoint (holds a {type(state).__name__} without "
                         f"weights); remove it or use a new --out-dir")
-    had = state.get("inputs") or (state.get("config") or {}).get("inputs") or {}
+    had = (state.get("config") or {}).get("inputs") or {}
     for key, want in inputs.items():
         if had.get(key) != want:
             raise IodaError(f"{ckpt}: cannot resume: this run's {key} (sha256 {want[:12]}) is not the one the "
@@ -281,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
-    if args.stack and variant.method != "direction":
+    if args.stack and not variant.direction:
         raise IodaError(f"--stack: stacking runs is for the direction-loss variants, not --variant {variant.name}")
     if args.stack and args.resume:
         raise IodaError("--stack: stacked runs do not checkpoint; drop --resume (or --stack)")
@@ -295,14 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = adapt_settings(args, variant, device)  # flags checked above, presets by the params schema
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     for (photo_path, _, _), photo in zip(jobs, photos):
-        if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
+        if variant.direction and min(photo.shape[:2]) < settings.lr_patch:
             raise IodaError(f"{photo_path}: photo {photo.shape[1]}x{photo.shape[0]} is smaller than the LR patch "
                             f"size {settings.lr_patch} (use a larger photo or --lr-patch)")
     model_sha = sha256_file(args.model)
     created = {}
     for photo_path, _, out_dir in jobs:
         created[out_dir] = ensure_writable_dir(out_dir, "--out-dir")
-        if args.resume and variant.method != "none":
+        if args.resume and variant.trains:
             _check_resume(out_dir / "checkpoint.pt", {"photo": sha256_file(photo_path), "model": model_sha})
     try:
         shared = _Shared(args, device, variant, scale, settings)
@@ -311,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             if new:
                 shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    before = {out_dir: {n: _identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
+    before = {out_dir: {n: identity(out_dir / n) for n in FINAL_OUTPUTS} for _, _, out_dir in jobs}
     stacked = None
     if args.stack:
         from ioda.adapt.stacked import NotStackable
@@ -323,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             args.stack = False
         except BaseException as err:
             for _, _, out_dir in jobs:
-                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+                clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
             raise
     if stacked is not None:
         for (_, _, out_dir), stats in zip(jobs, stacked):
@@ -334,24 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 stats = _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir)
             except BaseException as err:
-                _clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
+                clean_failed(out_dir, before[out_dir], created[out_dir], getattr(err, "keep", ()))
                 raise
             LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     if shared.untrained:
         LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
     return 0
-
-
-def _clean_failed(out_dir: Path, before: dict, created: bool, keep=()) -> None:
-    """No partial results, and nothing of an earlier run lost: remove only the outputs this run created or replaced
-    (outputs it completed and must keep aside); keep checkpoint.pt (the last good state) for --resume, and drop a
-    folder this run created if nothing worth keeping is in it."""
-    for name, ident in before.items():
-        f = out_dir / name
-        if name not in keep and _identity(f) != ident and f.exists():
-            f.unlink()
-    if created and not (out_dir / "checkpoint.pt").exists():
-        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def _jobs(args) -> list[tuple[Path, str | None, Path]]:
@@ -378,17 +325,18 @@ class _Shared:
         self.variant, self.scale, self.settings, self.device = variant, scale, settings, device
         self.encoder = self.source = self.eval_fn = None
         self.untrained = False
-        seed_everything(args.seed)
+        seed_everything(settings.seed)
         protocol = get_protocol(settings.protocol)
-        if settings.eval_every and variant.method == "direction":  # the baselines train without evaluations
+        if settings.eval_every and variant.direction:  # the baselines train without evaluations
             from ioda.evaluate import DeviceEvaluator
 
             self.eval_fn = DeviceEvaluator(args.eval_data, scale, device=device, crop_hr=protocol.eval_crop_hr,
                                            batch_size=settings.eval_batch)
-        if variant.method == "direction":
+        if variant.direction:
             from ioda.adapt.api import source_pool
 
-            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name)
+            self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name,
+                                    settings.seed)
             self.untrained = bool(self.encoder.untrained)
             self.source = source_pool(args.source_data, scale, variant)
 
@@ -400,12 +348,6 @@ def _labels_digest(labels) -> str | None:
     return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
-def _tile_for(args, photo) -> int:
-    if args.tile is not None:
-        return args.tile
-    return AUTO_TILE if photo.shape[0] * photo.shape[1] > AUTO_TILE_PIXELS else 0
-
-
 def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_dir):
     from ioda.adapt.api import adapt
 
@@ -414,7 +356,7 @@ def _run(args, shared, photo_path, photo, labels_path, loaded, model_sha, out_di
     result = adapt(loaded.module, photo, variant=shared.variant, settings=shared.settings, encoder=shared.encoder,
                    source=shared.source, labels=labels, eval_fn=shared.eval_fn, work_dir=out_dir, scale=shared.scale,
                    device=shared.device, target_train=args.target_train, resume=args.resume, inputs=inputs)
-    return _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+    return write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
 
 
 def _run_stacked(args, shared, jobs, photos, loaded, model_sha) -> list[dict]:
@@ -426,7 +368,7 @@ def _run_stacked(args, shared, jobs, photos, loaded, model_sha) -> list[dict]:
                             encoder=shared.encoder, source=shared.source, labels=[lab for lab, _ in prepared],
                             eval_fn=shared.eval_fn, work_dirs=[out_dir for _, _, out_dir in jobs], scale=shared.scale,
                             device=shared.device, inputs=[inp for _, inp in prepared])
-    return [_write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
+    return [write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs)
             for (photo_path, _, out_dir), photo, result, (_, inputs) in zip(jobs, photos, results, prepared)]
 
 
@@ -436,68 +378,9 @@ def _run_inputs(args, shared, photo_path, photo, labels_path, model_sha, out_dir
     variant = shared.variant
     inputs = {"photo": sha256_file(photo_path), "model": model_sha}
     labels = _labels(args, labels_path, photo_path, photo, out_dir) if variant.needs_labels else None
-    if variant.method == "direction":
+    if variant.direction:
         inputs["labels"] = _labels_digest(labels)
     return labels, inputs
-
-
-def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs) -> dict:
-    """model.safetensors, sr.png and adapt.json of one run."""
-    from ioda.archs import save_model
-    from ioda.archs.tiling import upscale_image
-
-    variant, settings, device, scale, encoder = (shared.variant, shared.settings, shared.device, shared.scale,
-                                                 shared.encoder)
-    protocol = get_protocol(settings.protocol)
-    model_t, stats = result.model, result.stats
-    encoder_desc = encoder.description if encoder is not None else None
-    untrained = bool(encoder.untrained) if encoder is not None else False
-    model_t.eval()
-    model_path = out_dir / "model.safetensors"
-    save_model(model_t, model_path, preset=loaded.preset, arch=loaded.arch, scale=scale,
-               meta={"ioda_variant": variant.name, "adapted_on": photo_path.name})
-    sr_error = None
-    if not args.no_sr:
-        tile = _tile_for(args, photo)
-        try:
-            write_image(out_dir / "sr.png", upscale_image(model_t, photo, scale, tile=tile, device=device))
-        except Exception as err:  # noqa: BLE001 - out of memory, disk full...: the weights are still good
-            sr_error = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
-            (out_dir / "sr.png").unlink(missing_ok=True)  # an earlier run's sr.png is not of these weights
-    report = {
-        "protocol": protocol.name,
-        "protocol_settings": protocol.to_dict() | {"clip_input": settings.clip_input or protocol.clip_input,
-                                                   "loss": settings.loss or protocol.loss,
-                                                   "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
-        "variant": variant.to_dict(),
-        "settings": settings.to_dict() | {"steps_preset": args.settings, "stacked_runs": args.stack},
-        "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
-                  "scale": scale},
-        "photo": {"path": str(photo_path), "sha256": inputs["photo"],
-                  "width": photo.shape[1], "height": photo.shape[0]},
-        "encoder": {"description": encoder_desc, "untrained": untrained},
-        "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds
-        "eval_seconds": stats.get("eval_seconds"),
-        "final": stats.get("final"),
-        "best": stats.get("best"),
-        "stats": stats,
-        "device": str(device),
-        "hardware": _hardware(device),
-        "torch": torch.__version__,
-        "oracle_note": "best = the oracle statistic (picked on target HR, the authors'); the saved model is the final step",
-    }
-    if sr_error:
-        report["sr_error"] = sr_error
-    write_json(out_dir / "adapt.json", report)
-    if sr_error:
-        raise _KeptOutputs(
-            f"{out_dir / 'sr.png'}: not written ({sr_error}); the adapted weights are kept in {model_path} "
-            f"(sr.png later: ioda adapt {photo_path} --model {model_path} --variant baseline --tile 128 --out-dir DIR)",
-            keep=("model.safetensors", "adapt.json", "labels.npz", "labels.json", "curve.csv"))
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.exists() and not args.keep_checkpoint:
-        ckpt.unlink()
-    return stats
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 one frozen source-model forward and one CLIP forward for all K batches.
 
 Why: a small SR network on a GPU is launch-bound; K runs in one step keep it busy with the same number of kernel
-launches as one. On a CPU it pays too (benchmarks/adapt_step.py, demo preset: 4 runs 1.74-1.81x faster). Each run keeps its own weights, optimiser state (Adam is elementwise, so one Adam over the
+launches as one. On a CPU it pays too (benchmarks/adapt_step.py, demo preset: 4 runs 1.74-1.81x faster). Each
+run keeps its own weights, optimiser state (Adam is elementwise, so one Adam over the
 stacked parameters is K independent Adams) and sampler, so run k sees exactly the batches of a run of its own;
 its losses and weights match that run up to floating-point reassociation of the batched kernels. Adam divides
 each gradient by its own running RMS, so a weight whose gradient is at rounding level can move by up to one step
@@ -16,8 +17,9 @@ found by one trial forward before any training and refused with NotStackable; `i
 the images one after another instead. The runs must share the source model, the encoder, the variant and
 the settings (their photos, labels and seeds differ).
 
-Each run keeps its own bookkeeping (loss log, NaN guard, evaluations every eval_every steps, summary) through
-its DirectionTrainer's TrainLoop. Not here: checkpoints and resume (one run per process has both).
+The K runs are stepped by the one training loop (ioda.train.loop.TrainLoop); each run keeps its own
+bookkeeping (loss log, NaN guard, evaluations every eval_every steps, summary) in its DirectionTrainer's
+TrainLoop. Not here: checkpoints and resume (one run per process has both).
 `benchmarks/adapt_step.py --runs K` measures whether stacking pays on a machine; `ioda adapt --pool DIR --index
 0 1 2 --stack` uses it.
 """
@@ -29,12 +31,11 @@ import time
 
 import torch
 from torch.func import functional_call, stack_module_state
-from tqdm import tqdm
 
 from ioda.adapt.batches import Batch
 from ioda.adapt.trainer import DirectionTrainer
 from ioda.errors import IodaError
-from ioda.runtime import progress_enabled
+from ioda.train.loop import TrainLoop
 
 
 class NotStackable(IodaError):
@@ -116,40 +117,14 @@ class StackedTrainers:
         if any(lp.step for lp in loops) or self.step:
             raise IodaError("stacked adaptation: runs start from step 0 (no resume; use one run per process)")
         evaluate = bool(s.eval_every and any(t.eval_fn for t in self.trainers))
-        if evaluate:
-            self._evaluate_all()
-        pending: list[torch.Tensor] = []
-        t0, eval0 = time.perf_counter(), sum(lp.eval_seconds for lp in loops)
-        bar = tqdm(total=s.steps, desc=f"adapt[{self.lead.variant.name}] x{self.k}", disable=not progress_enabled())
-        try:
-            while self.step < s.steps:
-                pending.append(self.train_step())
-                bar.update(1)
-                end = self.step == s.steps
-                if end or self.step % s.log_every == 0:
-                    self._sync(pending)
-                if evaluate and (end or self.step % s.eval_every == 0):
-                    self._evaluate_all()
-        finally:
-            bar.close()
+        loop = _StackedLoop(self, evaluate)
+        loop.run()
         self.write_back()
-        self.lead.loop.device_sync()  # queued steps belong to the training time
-        train = time.perf_counter() - t0 - (sum(lp.eval_seconds for lp in loops) - eval0)
         for lp in loops:
             lp.step = self.step
-            lp.train_seconds = train / self.k  # the K runs shared every step: each is charged its share
+            lp.train_seconds = loop.train_seconds / self.k  # the K runs shared every step: each is charged its share
             lp.write_logs()
         return [t.summary() for t in self.trainers]
-
-    def _sync(self, pending: list[torch.Tensor]) -> None:
-        """Losses reach the host here, once per log_every steps: each run's NaN guard and loss log."""
-        first = self.step - len(pending) + 1
-        values = torch.stack(pending).float().cpu().tolist()
-        for k, t in enumerate(self.trainers):
-            rows = [(first + i, row[k]) for i, row in enumerate(values)]
-            t.loop.check_finite(rows)
-            t.loop.loss_rows += rows
-        pending.clear()
 
     def _evaluate_all(self) -> None:
         self.write_back()
@@ -166,3 +141,33 @@ class StackedTrainers:
             for name, b in t.model_t.named_buffers():
                 if name in self.buffers:
                     b.copy_(self.buffers[name][k])
+
+
+class _StackedLoop(TrainLoop):
+    """The one training loop, stepping K runs at once: each step's K losses go to the runs' own loops (their loss
+    logs and NaN guards), an evaluation evaluates every run. No checkpoints (stacked runs do not resume)."""
+
+    def __init__(self, stack: StackedTrainers, evaluate: bool):
+        s, lead = stack.lead.settings, stack.lead
+        # eval_fn only switches the evaluations on: evaluate() below evaluates every run with its own eval_fn
+        super().__init__(lead.model_t, stack.opt, lambda step: stack.train_step(), steps=s.steps, config={},
+                         log_every=s.log_every, eval_fn=(lambda model: {}) if evaluate else None,
+                         eval_every=s.eval_every if evaluate else 0, eval_at_start=True,
+                         desc=f"adapt[{lead.variant.name}] x{stack.k}")
+        self.stack = stack
+
+    def _sync(self, pending: list) -> None:
+        """Losses reach the host here, once per log_every steps: each run's NaN guard and loss log."""
+        values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
+        for k, t in enumerate(self.stack.trainers):
+            rows = [(st, row[k]) for (st, _, _), row in zip(pending, values)]
+            t.loop.check_finite(rows)
+            t.loop.loss_rows += rows
+        self.loss_rows += [(st, sum(row) / len(row)) for (st, _, _), row in zip(pending, values)]
+        pending.clear()
+
+    def evaluate(self) -> None:
+        self.device_sync()
+        start = time.perf_counter()
+        self.stack._evaluate_all()
+        self.eval_seconds += time.perf_counter() - start

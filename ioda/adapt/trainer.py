@@ -4,7 +4,7 @@ M_S is frozen; M_T starts as a copy of it and is the only thing trained. Per ste
 autograd: E(LR_S), E(LR_T) and E(M_S(LR_S)) (or E(HR_S)) are computed under no_grad, in one batched
 tower forward. A fixed step budget decides when to stop; the optional PSNR-vs-step curve on target HR (step 0
 included) gives the oracle best step reported beside the final one, and never picks the saved model.
-The protocol (ioda.adapt.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
+The protocol (ioda.protocol) decides whether SR outputs are clamped and occlusion-masked before CLIP and
 the precision of `auto` numerics (bf16 autocast on CUDA, or the authors' fp32 SR + fp16 CLIP); the numerics
 setting (ioda.train.numerics) can ask for fp32 or the fast path instead. Seconds: adaptation only; the
 evaluations are timed apart (eval_seconds).
@@ -16,52 +16,23 @@ import copy
 import math
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from ioda.adapt.batches import Batch, DirectionSampler
 from ioda.adapt.losses import get_loss
-from ioda.adapt.protocol import get_protocol
+from ioda.protocol import get_protocol
+from ioda.adapt.settings import AdaptSettings
 from ioda.adapt.variants import Variant
-from ioda.config import defaults
 from ioda.train.loop import TrainLoop
 from ioda.train.numerics import Numerics
 
 LOG = logging.getLogger("ioda.adapt")
 
-# Every default that steers a run comes from the params schema, its one home (tests/test_defaults.py checks).
-_ADAPT, _RUN = defaults("adapt"), defaults("run")
-AUTHORS_BETAS = tuple(_ADAPT["betas"])  # (0, 0.99**0.8)
 FALLBACK_WARN = 0.5  # warn when more than this share of instance draws fell back to a full mask
 
 
-@dataclass
-class AdaptSettings:
-    steps: int = _ADAPT["steps"]
-    batch_size: int = _ADAPT["batch_size"]
-    lr_patch: int = _ADAPT["lr_patch"]
-    lr: float = _ADAPT["lr"]  # this run's Adam lr: adapt.lr (direction loss) or adapt.baseline_lr.<method>
-    betas: tuple[float, float] = AUTHORS_BETAS
-    loss: str | None = _ADAPT["loss"]  # None: the protocol's (authors direction_lrsim, paper direction)
-    clip_input: str | None = _ADAPT["clip_input"]  # read by the encoder (None: the protocol's); recorded
-    seed: int = _RUN["seed"]
-    ckpt_every: int = 100
-    log_every: int = 10  # losses reach the host (and are checked for NaN/inf) only this often
-    eval_every: int = _ADAPT["eval_every"]
-    numerics: str | Numerics = _RUN["numerics"]  # auto | fp32 | fast, or a Numerics (ioda.train.numerics)
-    channels_last: bool = False
-    region_opts: dict = field(default_factory=dict)
-    occlusion_p: float = _ADAPT["occlusion"]["p"]
-    occlusion_cell: int = _ADAPT["occlusion"]["cell"]
-    occlusion_cell_p: float = _ADAPT["occlusion"]["cell_p"]
-    protocol: str = _ADAPT["protocol"]
-    clip_antialias: bool = _ADAPT["clip_antialias"]  # read by the encoder; kept here so adapt.json records it
-    eval_batch: int = _ADAPT["eval_batch"]  # read by the evaluator
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class DirectionTrainer:

@@ -15,7 +15,7 @@ class ImageEncoder(nn.Module):
 
     Attributes: image_size, embed_dim, untrained, description (one line for reports), model_name, and the
     preprocessing knobs (input_range, fit, alpha_mode, antialias; see ioda.clip.preprocess and the protocols in
-    ioda.adapt.protocol). The module stays in eval mode even if a parent calls .train()."""
+    ioda.protocol). The module stays in eval mode even if a parent calls .train()."""
 
     def __init__(self, clip: nn.Module, *, model_name: str, mean, std, untrained: bool, description: str,
                  input_range: str = "unit", fit: str = "stretch", alpha_mode: str = "binary",

@@ -182,14 +182,14 @@ def build_encoder(model: str = "tiny", pretrained: str | None = None, alpha_weig
                   half: bool | None = None) -> ImageEncoder:
     """Build a frozen Alpha-CLIP ImageEncoder (see the module doc for the arguments).
 
-    protocol ('paper' or 'authors', ioda.adapt.protocol) sets the preprocessing of `ImageEncoder.prepare`
+    protocol ('paper' or 'authors', ioda.protocol) sets the preprocessing of `ImageEncoder.prepare`
     (input range, resize/crop, alpha mode) and the tower's precision: fp16 on CUDA under 'authors' (`half`
     overrides; fp32 on CPU unless half=True). input_range overrides the protocol's image range. antialias:
     tensor-resize antialiasing (torchvision's default since 0.17; see ioda.clip.preprocess)."""
     import open_clip
     import open_clip.pretrained as ocp
 
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
 
     proto = get_protocol(protocol)
     input_range = input_range or proto.clip_input

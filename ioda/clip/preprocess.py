@@ -1,4 +1,4 @@
-"""Differentiable preprocessing from SR-network tensors to CLIP inputs, for both protocols (ioda.adapt.protocol).
+"""Differentiable preprocessing from SR-network tensors to CLIP inputs, for both protocols (ioda.protocol).
 
 `paper` protocol (our documented choices where the paper is silent):
 - Images: the whole BxCxHxW tensor is resized to the encoder's square size (bicubic), no centre crop (the SR

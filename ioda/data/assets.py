@@ -153,3 +153,10 @@ def resolve_checkpoint(model: str | os.PathLike) -> str:
 def weights_listing() -> str:
     width = max(map(len, WEIGHTS))
     return "\n".join(f"{n.ljust(width)}  weights   {w.description} ({w.license})" for n, w in WEIGHTS.items())
+
+
+def pinned_files(entry):
+    """[(path relative to the entry's folder, PinnedFile)] of a pinned registry entry (ioda.data.registry)."""
+    if len(entry.pinned) == 1:
+        return [(local, f) for local, f in dataset_files(entry.pinned[0])]
+    return [(f"{m}/{m}_{local}", f) for m in entry.pinned for local, f in dataset_files(m)]

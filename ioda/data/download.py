@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ioda.errors import IodaError
 from ioda.files import make_temp_dir, removed_on_failure, sha256_file
+from ioda.imageio import find_files
 from ioda.runtime import progress_enabled
 
 LOG = logging.getLogger("ioda")
@@ -278,8 +279,6 @@ def verify_manual(entry, root: str | os.PathLike) -> dict[str, list[Path]]:
     """Check a hand-placed dataset under `root`: every file set of every split present in the expected
     number (and checksums where known). Returns {split: [HR files]}. Otherwise raises one IodaError
     that says which files to put where and where to get them."""
-    from ioda.data.registry import find_files  # late import: registry imports this module
-
     base = Path(root) / entry.folder
     problems = []
     found: dict[str, list[Path]] = {}

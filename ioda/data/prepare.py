@@ -29,9 +29,9 @@ from tqdm import tqdm
 from ioda.data import demo as demo_mod
 from ioda.data.degradations import degrade, resolve_spec
 from ioda.data.download import download, safe_extract, verify_manual
-from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, weights_listing
+from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, pinned_files, weights_listing
 from ioda.data.paired import match_folders, parse_paired_spec
-from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, pinned_files, split_files
+from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
 from ioda.errors import IodaError
 from ioda.files import make_temp_dir, read_yaml, removed_on_failure, sha256_file, write_json
 from ioda.imageio import read_image, write_image
@@ -307,7 +307,9 @@ def ensure_builtin_source(scale: int = 4, cache: str | os.PathLike | None = None
     """The offline source-domain split for commands run without source data: `demo_source/train` (clean
     MATLAB bicubic x`scale`, seed 0), built once into `cache` (default $IODA_CACHE, else ~/.cache/ioda)
     and reused while its manifest matches. Returns the split folder (HR/ and LR_x<scale>/)."""
-    cache = Path(cache or os.environ.get("IODA_CACHE") or Path.home() / ".cache" / "ioda")
+    from ioda.data.assets import cache_dir
+
+    cache = Path(cache) if cache else cache_dir()
     out = cache / f"demo_source_x{scale}"
     manifest = out / "manifest.json"
     if manifest.is_file():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ioda.errors import IodaError
-from ioda.imageio import IMAGE_SUFFIXES
+from ioda.imageio import find_files
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,6 @@ class DatasetEntry:
     pinned: tuple[str, ...] = ()  # pinned manifests (ioda/data/pinned/<name>.json) the files come from
     resplit: dict[str, int] | None = None  # --spec splits: re-cut the one published split, in name order
     paired: dict[str, Any] | None = None  # paired_folders: {hr, lr, scale}
-
-
-def find_files(base: Path, pattern: str) -> list[Path]:
-    """Image files under `base` matching a glob, or several globs joined by '|'; sorted."""
-    out: set[Path] = set()
-    for pat in pattern.split("|"):
-        out.update(p for p in base.glob(pat) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(out)
 
 
 BICUBIC_X4 = {"type": "bicubic", "scale": 4}
@@ -338,15 +330,6 @@ _add(
         license="yours",
     )
 )
-
-
-def pinned_files(entry: DatasetEntry):
-    """[(path relative to the entry's folder, PinnedFile)] of a pinned entry."""
-    from ioda.data.assets import dataset_files
-
-    if len(entry.pinned) == 1:
-        return [(local, f) for local, f in dataset_files(entry.pinned[0])]
-    return [(f"{m}/{m}_{local}", f) for m in entry.pinned for local, f in dataset_files(m)]
 
 
 def get_entry(name: str) -> DatasetEntry:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ioda.config import defaults
 from ioda.errors import IodaError
 from ioda.imageio import IMAGE_SUFFIXES, image_arg, read_image, write_image
-from ioda.masks.labels import DEFAULT_MIN_AREA, PAINT_ORDERS, cached_label_map, sidecar_path
+from ioda.masks.labelmap import DEFAULT_MIN_AREA, PAINT_ORDERS
+from ioda.masks.labels import cached_label_map, sidecar_path
 from ioda.masks.sam import SAM_CHECKPOINTS
 from ioda.masks.superpixel import METHODS
 from ioda.runtime import setup_logging
@@ -45,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points-per-side", type=int, default=32, help="SAM automatic-mask grid (default 32)")
     p.add_argument("--superpixel-method", choices=METHODS, default="slic")
     p.add_argument("--n-segments", type=int, help="SLIC: approximate number of superpixels (overrides --segment-area)")
-    p.add_argument("--segment-area", type=int, default=2500, help="SLIC: mean superpixel area in px (default 2500)")
+    p.add_argument("--segment-area", type=int, default=defaults("masks")["segment_area"],
+                   help="SLIC: mean superpixel area in px (default: the params schema's masks.segment_area)")
     p.add_argument("--seed", type=int, default=0, help="seed of an untrained SAM's initialisation")
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="recompute even if a matching cache exists")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,56 +18,8 @@ from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, sha256_file, write_json
 
 LOG = logging.getLogger("ioda")
-DEFAULT_MIN_AREA = 100  # px of the LR image; the paper drops SAM instances under 100 px
 FORMAT_VERSION = 1
-
-
-def relabel(labels: np.ndarray, min_area: int = DEFAULT_MIN_AREA) -> np.ndarray:
-    """Drop instances with fewer than `min_area` pixels, renumber the rest 1..N keeping their order."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"label map must be 2-D, got shape {labels.shape}")
-    if labels.size and labels.min() < 0:
-        raise ValueError("label map has negative labels")
-    counts = np.bincount(labels.ravel().astype(np.int64))
-    keep = np.flatnonzero(counts >= max(int(min_area), 1))
-    keep = keep[keep != 0]
-    lut = np.zeros(counts.size, dtype=np.int32)
-    lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
-    return lut[labels]
-
-
-PAINT_ORDERS = ("largest_first", "sam_order")
-
-
-def masks_to_label_map(masks: Sequence[np.ndarray], shape: tuple[int, int],
-                       min_area: int = DEFAULT_MIN_AREA, paint: str = "largest_first") -> np.ndarray:
-    """Paint possibly overlapping binary masks into one label map.
-
-    largest_first (protocol `paper`): masks are painted from the largest to the smallest area (ties keep input
-    order), so a small object lying on a large one stays visible; `min_area` is then applied to the visible
-    pixels of each instance (renumbered 1..N).
-    sam_order (protocol `authors`, their Deal_mask.py): masks are painted in the given (SAM output) order, a
-    later mask overwriting earlier ones; `min_area` is applied to each raw mask before painting; the i-th kept
-    mask gets label i (a label may end up with few or no visible pixels, as in theirs)."""
-    if paint not in PAINT_ORDERS:
-        raise ValueError(f"paint order must be one of {PAINT_ORDERS}, got {paint!r}")
-    h, w = shape
-    masks = [np.asarray(m, dtype=bool) for m in masks]
-    for i, m in enumerate(masks):
-        if m.shape != (h, w):
-            raise ValueError(f"mask {i} has shape {m.shape}, expected {(h, w)}")
-    areas = [int(np.count_nonzero(m)) for m in masks]
-    labels = np.zeros((h, w), dtype=np.int32)
-    if paint == "sam_order":
-        kept = [m for m, a in zip(masks, areas) if a >= max(int(min_area), 1)]
-        for label, m in enumerate(kept, start=1):
-            labels[m] = label
-        return labels
-    order = sorted(range(len(masks)), key=lambda i: (-areas[i], i))
-    for label, i in enumerate(order, start=1):
-        labels[masks[i]] = label
-    return relabel(labels, min_area)
+SOURCES = ("superpixel", "sam")  # the instance sources of compute_label_map (the schema's masks.source)
 
 
 def sidecar_path(npz_path: str | os.PathLike) -> Path:
@@ -156,7 +107,7 @@ def compute_label_map(image: np.ndarray, source: str = "superpixel", **opts) -> 
         from ioda.masks.sam import sam_label_map
 
         return sam_label_map(image, **opts)
-    raise IodaError(f"masks source {source!r}: unknown (expected 'superpixel' or 'sam')")
+    raise IodaError(f"masks source {source!r}: unknown (expected one of {', '.join(SOURCES)})")
 
 
 def _jsonable(v: Any) -> Any:

@@ -13,12 +13,15 @@ import inspect
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ioda.errors import IodaError
-from ioda.masks.labels import DEFAULT_MIN_AREA, masks_to_label_map
+from ioda.masks.labelmap import DEFAULT_MIN_AREA, masks_to_label_map
+
+if TYPE_CHECKING:  # torch and segment_anything are imported when SAM runs
+    import torch
 
 LOG = logging.getLogger("ioda.masks")
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -34,6 +37,7 @@ def _generator_options() -> set[str]:
 
 def build_sam(model_type: str = "vit_b", checkpoint: str | os.PathLike | None = None, *,
               allow_untrained: bool = False, device: str | torch.device = "cpu", seed: int = 0):
+    import torch
     from segment_anything import sam_model_registry
 
     if model_type not in SAM_CHECKPOINTS:
@@ -72,6 +76,7 @@ def sam_label_map(image: np.ndarray, model_type: str = "vit_b", checkpoint: str 
     """HxWx3 uint8 RGB -> int32 HxW label map of SAM's automatic masks (instances < min_area px dropped).
 
     generator_opts go to SamAutomaticMaskGenerator (points_per_side, pred_iou_thresh, ...)."""
+    import torch
     from segment_anything import SamAutomaticMaskGenerator
 
     unknown = sorted(set(generator_opts) - _generator_options())

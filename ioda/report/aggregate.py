@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ioda.adapt.variants import BASELINE, VARIANTS
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, read_json, removed_on_failure, write_json
@@ -105,14 +106,15 @@ def collect_run(plan: Plan, run: Run) -> dict:
         "oracle_step": math.nan, "final_step": math.nan,
         "validation_task": "", "validated_step": math.nan, "validated_psnr": math.nan,
     }
-    if run.variant != "baseline":
+    if VARIANTS[run.variant].trains:
         info_path = plan.adapt_dir(run) / "adapt.json"
         info = read_json(info_path)
         if info.get("seconds") is not None:
             row["seconds"] = _float(info["seconds"], f"{info_path}: seconds")
         if info.get("eval_seconds") is not None:
             row["eval_seconds"] = _float(info["eval_seconds"], f"{info_path}: eval_seconds")
-        row["protocol"] = info.get("protocol", "paper")  # runs from before the switch followed the paper's text
+        # runs from before the switch followed the paper's text; a supervised baseline reads no protocol (null)
+        row["protocol"] = info.get("protocol", "paper") or ""
         row["device"] = info.get("device", row["device"])
         row["hardware"] = info.get("hardware", "")
         row["untrained_encoder"] = bool((info.get("encoder") or {}).get("untrained", False))
@@ -193,10 +195,10 @@ def aggregate_cells(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One row per cell: n, mean, std and population variance of PSNR/SSIM for the final, validated and oracle
     statistics, each with its paired difference to the source model and 95% interval; time, hardware."""
     rows = []
-    source = {(r.task, r.backbone): r.psnr for r in runs[runs["variant"] == "baseline"].itertuples(index=False)}
+    source = {(r.task, r.backbone): r.psnr for r in runs[runs["variant"] == BASELINE].itertuples(index=False)}
     for (task, backbone, variant), g in runs.groupby(["task", "backbone", "variant"], sort=False):
         oracle = g["oracle_psnr"].dropna()
-        ref = source.get((task, backbone)) if variant != "baseline" else None
+        ref = source.get((task, backbone)) if variant != BASELINE else None
         ssim = stats.spread(g["ssim"])
         rows.append({
             "task": task, "backbone": backbone, "variant": variant, "n": len(g),

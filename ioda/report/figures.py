@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ioda.adapt.variants import BASELINE, IODA, VARIANTS  # noqa: E402
 from ioda.config import load_config  # noqa: E402
 from ioda.errors import IodaError  # noqa: E402
 from ioda.files import atomic_path, read_json, removed_on_failure  # noqa: E402
@@ -62,7 +63,7 @@ def fig1_bars(plan: Plan):
     task = spec["tasks"][0]
     names, base, ioda, base_err, ioda_err = [], [], [], [], []
     for bb in plan.cfg["backbones"]:
-        b, i = by.get((task, bb, "baseline")), by.get((task, bb, "ioda"))
+        b, i = by.get((task, bb, BASELINE)), by.get((task, bb, IODA))
         if b is None or i is None:
             continue
         names.append(bb)
@@ -112,7 +113,7 @@ def curves(plan: Plan):
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn, final_steps = 0, set()
-    for k, v in enumerate(v for v in cell["variants"] if v != "baseline"):
+    for k, v in enumerate(v for v in cell["variants"] if VARIANTS[v].trains):
         color = colors[k % len(colors)]
         series = []
         for r in (Run(cell["task"], cell["backbone"], v, r) for r in plan.run_ids(cell["task"], v)):
@@ -146,7 +147,8 @@ def curves(plan: Plan):
                        label=f"validated step {int(steps.iloc[0])} ({METHOD[v]}, chosen on {val_task})")
     for s in sorted(final_steps):
         ax.axvline(s, color="0.3", ls="-.", lw=1, label=f"final step {s}")
-    base = plan.eval_dir(Run(cell["task"], cell["backbone"], "baseline", "source")) / "summary.json"
+    base = plan.eval_dir(Run(cell["task"], cell["backbone"], BASELINE, plan.run_ids(cell["task"], BASELINE)[0]))
+    base = base / "summary.json"
     if base.is_file():
         ax.axhline(read_json(base)["mean_psnr"], color="k", ls="--", lw=1, label="source model")
     if not drawn:
@@ -171,10 +173,10 @@ def paired(plan: Plan):
     task, bb = cell["task"], cell["backbone"]
     runs = read_runs(plan)
     cells = read_cells(plan.metrics_dir() / "aggregate.csv")
-    source = _cell_runs(runs, task, bb, "baseline")["psnr"]
+    source = _cell_runs(runs, task, bb, BASELINE)["psnr"]
     if not len(source):
         raise IodaError(f"runs.csv: no source-model run for task {task!r}, backbone {bb!r} (rerun `ioda aggregate`)")
-    variants = [v for v in cell["variants"] if v != "baseline"]
+    variants = [v for v in cell["variants"] if VARIANTS[v].trains]
     fig, axes = plt.subplots(1, len(variants), figsize=(3.6 * len(variants), 4.4), sharey=True, squeeze=False)
     for ax, v in zip(axes[0], variants):
         mine = _cell_runs(runs, task, bb, v)

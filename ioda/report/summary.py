@@ -128,7 +128,7 @@ def render(plan: Plan, out: Path) -> str:
         lines.append(f"- Task `{name}`: {t['source']} → {t['target']}, N = {t['n_images']} target images "
                      f"(first {t['n_images']} of `{t['pool_split']}`, sorted), test split `{t['test_split']}`")
     a, enc = cfg["adapt"], cfg["encoder"]
-    from ioda.adapt.protocol import get_protocol
+    from ioda.protocol import get_protocol
 
     proto = get_protocol(a["protocol"])
     from ioda.report.tables import PROTOCOL_TEXT

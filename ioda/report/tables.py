@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ioda.adapt.variants import VARIANTS
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
@@ -40,24 +41,7 @@ TITLES = {
     "table5": "Table 5: IODA across backbones, with the fine-tune-on-all-target-HR upper bound",
     "table6": "Table 6: comparison with other methods, including adaptation time",
 }
-METHOD = {
-    "baseline": "Baseline (source model)",
-    "image_guided": "Image-guided",
-    "real_hr": "Real HR",
-    "text_guided": "Text-guided",
-    "occlusion": "Occlusion",
-    "grid": "Grid",
-    "box": "Box",
-    "instance": "Instance",
-    "ioda": "IODA (occlusion + instance)",
-    "finetune": "Fine-tune (all target HR)",
-    "zssr": "ZSSR",
-}
-# Row labels that differ in a given table (as the paper names them).
-METHOD_BY_TABLE = {
-    "table2": {"ioda": "Image-guided & SR (IODA)"},
-    "table3": {"image_guided": "Baseline (image-guided, no diversity)"},
-}
+METHOD = {name: v.label for name, v in VARIANTS.items()}  # row labels (the variant registry's)
 
 
 PROTOCOL_TEXT = {"authors": "the authors' released code, exactly", "paper": "the paper's text and our documented choices"}
@@ -193,7 +177,7 @@ class Builder:
         return f"{t['source']} → {t['target']}"
 
     def method(self, table: str, variant: str) -> str:
-        return METHOD_BY_TABLE.get(table, {}).get(variant, METHOD[variant])
+        return VARIANTS[variant].table_label(table)
 
     def notes(self, extra: list[str] | None = None) -> list[str]:
         n = [f"PSNR (dB) / SSIM on the Y channel, border = scale cropped; {VARIANCE_NOTE}; "
@@ -295,13 +279,13 @@ class Builder:
         shown: dict[str, list[Statistic]] = {}
         for v in variants:
             shown[v] = self.statistics([k for k in keys if k[2] == v])
-            cols += self.stat_columns(shown[v], f"{v}_", f"{METHOD[v]}: ", diff=v != "baseline")
+            cols += self.stat_columns(shown[v], f"{v}_", f"{METHOD[v]}: ", diff=VARIANTS[v].trains)
             if self.paper:
                 cols += [(f"Paper {METHOD[v]}", "num", (f"paper_{v}",)),
                          (f"Paper {METHOD[v]} variance", "var", (f"paper_{v}_var",))]
         if self.paper:
             cols += [(f"Δ {METHOD[v]} PSNR ({s.name} − paper)", "diff", (self.delta_key(s, f"{v}_"),))
-                     for v in variants if v != "baseline" for s in shown[v]]
+                     for v in variants if VARIANTS[v].trains for s in shown[v]]
         rows = []
         outer = spec["tasks"] if by == "task" else spec["backbones"]
         inner = spec["backbones"] if by == "task" else spec["tasks"]
@@ -344,18 +328,17 @@ class Builder:
         rows = []
         for task, bb, v in keys:
             c = self.cell(name, task, bb, v)
-            label = {"baseline": f"{bb} (source model)", "zssr": "ZSSR", "ioda": f"{bb} + IODA"}.get(
-                v, f"{bb} + {METHOD[v]}")
+            label = VARIANTS[v].comparison_label.format(backbone=bb, label=METHOD[v])
             if len(spec["tasks"]) > 1:
                 label += f" ({self.task_label(task)})"
             seconds, eval_seconds = c["seconds_mean"], c.get("eval_seconds_mean", math.nan)
             row = {"method": label, "n": c["n"], **self.stat_values(c),
                    "psnr_var": c["psnr_var"] if c["n"] > 1 else math.nan,
                    "ssim_mean": c["ssim_mean"], "ssim_std": c.get("ssim_std", math.nan),
-                   "minutes": seconds / 60.0 if _finite(seconds) and v != "baseline" else math.nan,
+                   "minutes": seconds / 60.0 if _finite(seconds) and VARIANTS[v].trains else math.nan,
                    "eval_minutes": eval_seconds / 60.0 if _finite(eval_seconds) and c.get("evaluations_mean", 0)
                    else math.nan,
-                   "hardware": c["hardware"] if v != "baseline" else "", "source": "this run"}
+                   "hardware": c["hardware"] if VARIANTS[v].trains else "", "source": "this run"}
             self._add_paper(row, self.paper_of(name, task, bb, v))
             rows.append(row)
         for label, pv in TABLE6_QUOTED:

@@ -35,21 +35,13 @@ def _adapt_cell_rule(name, runs, constraints):
             photo=adapt_photo,
             out_dir=adapt_out_dir,
             source_data=lambda wc: str(PLAN.split_dir(wc.task, "source")),
-            steps=adapt_steps,
-            batch_size=config["adapt"]["batch_size"],
-            lr_patch=config["adapt"]["lr_patch"],
-            lr=config["adapt"]["lr"],
-            betas=" ".join(str(b) for b in config["adapt"]["betas"]),
-            protocol=config["adapt"]["protocol"],
-            seed=config["run"]["seed"],
+            settings=adapt_settings,
             device=DEVICE,
             extra=adapt_extra,
         shell:
             "OMP_NUM_THREADS={threads} python -m ioda adapt {params.photo} --model {input.model} "
             "--source-data {params.source_data} --out-dir {params.out_dir} --variant {wildcards.variant} "
-            "--steps {params.steps} --batch-size {params.batch_size} --lr-patch {params.lr_patch} --lr {params.lr} "
-            "--betas {params.betas} --protocol {params.protocol} --seed {params.seed} "
-            "--device {params.device} --no-sr {params.extra} > {log} 2>&1"
+            "--settings-json {params.settings:q} --device {params.device} --no-sr {params.extra} > {log} 2>&1"
 
 
 for _name, _runs, _constraints in cell_rules("adapt"):

@@ -12,13 +12,15 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
-from ioda.adapt.protocol import get_protocol
+from ioda.protocol import get_protocol
+from ioda.adapt.settings import cell_json
 from ioda.adapt.variants import VARIANTS
-from ioda.plan import DIRECTION_VARIANTS, NEEDS_LABELS, Plan, Run
+from ioda.plan import Plan, Run
 
 try:
-    # Snakemake's validate() above filled the defaults; this adds the one-line key-naming message for the
-    # cross-checks (a table naming an unknown task, ...) that a JSON schema cannot express.
+    # The one validation: the params schema (workflow/schemas/config.schema.yaml links to it), defaults filled
+    # in, a one-line message naming the key; then the cross-checks a JSON schema cannot express (a table naming
+    # an unknown task, ...), in Plan.
     ioda_validate(config, "config")
     PLAN = Plan(config)
 except IodaError as err:
@@ -44,8 +46,9 @@ def exactly(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-# Variants with one run per target image (img0, img1, ...): all but the fine-tune and the source model.
-IMAGE_RUN_VARIANTS = r"(?!(?:finetune|baseline)$)[a-z_]+"
+# Variants with one run per target image (img0, img1, ...), and those with one run per cell.
+IMAGE_RUN_VARIANTS = [n for n, v in VARIANTS.items() if v.spec.runs == "image"]
+CELL_RUN_VARIANTS = [n for n, v in VARIANTS.items() if v.spec.runs != "image"]
 
 
 def image_run_counts():
@@ -56,16 +59,21 @@ def image_run_counts():
     return counts
 
 
-def cell_rules(stage, source=False):
+def cell_rules(stage, untrained=False):
     """Name, run ids and wildcard constraints of each per-cell job kind of a stage: one per target-image count
-    (<stage>_<n>_images), the fine-tune's (<stage>_finetune) and, with source=True, the source model's."""
+    (<stage>_<n>_images) and one per variant with a single run per cell (<stage>_<variant>: the fine-tune's and,
+    with untrained=True, the source model's)."""
     specs = [
-        (f"{stage}_{n}_images", [f"img{i}" for i in range(n)], {"task": exactly(tasks), "variant": IMAGE_RUN_VARIANTS})
+        (
+            f"{stage}_{n}_images",
+            [f"img{i}" for i in range(n)],
+            {"task": exactly(tasks), "variant": exactly(IMAGE_RUN_VARIANTS)},
+        )
         for n, tasks in sorted(image_run_counts().items())
     ]
-    specs.append((f"{stage}_finetune", ["all"], {"variant": "finetune"}))
-    if source:
-        specs.append((f"{stage}_source", ["source"], {"variant": "baseline"}))
+    for name in CELL_RUN_VARIANTS:
+        if VARIANTS[name].trains or untrained:
+            specs.append((f"{stage}_{name}", VARIANTS[name].run_ids(1), {"variant": exactly([name])}))
     return specs
 
 
@@ -146,14 +154,14 @@ def adapt_inputs(wc):
         "source": str(PLAN.manifest(t["source"])),
         "target": str(PLAN.manifest(t["target"])),
     }
-    if wc.variant in NEEDS_LABELS:
+    if VARIANTS[wc.variant].needs_labels:
         inputs["labels"] = [str(PLAN.labels(t["target"], r.image_index)) for r in cell_runs(wc)]
     return inputs
 
 
 def eval_models(wc):
     """The models one evaluate job scores: the source model (baseline) or the cell's adapted models."""
-    if wc.variant == "baseline":
+    if not VARIANTS[wc.variant].trains:
         return [source_model(wc)]
     return [str(PLAN.adapt_dir(r) / "model.safetensors") for r in cell_runs(wc)]
 
@@ -203,8 +211,11 @@ def pretrain_options(wc):
     else:
         split = PLAN.data / wc.source / PLAN.source_split(wc.source)
         opts = ["--store", store_dir(wc.source), "--workers", THREADS] if p["store"] else ["--data", split]
-        opts += ["--steps", p["steps"], "--batch-size", p["batch_size"], "--lr-patch", p["lr_patch"], "--lr", p["lr"]]
-        opts += ["--seed", config["run"]["seed"]] + (["--resume"] if p["resume"] else []) + numerics_option()
+        opts += ["--seed", config["run"]["seed"]]
+        for key in ("steps", "batch_size", "lr_patch", "lr"):  # null: the preset's recipe
+            if p[key] is not None:
+                opts += [f"--{key.replace('_', '-')}", p[key]]
+        opts += (["--resume"] if p["resume"] else []) + numerics_option()
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -228,7 +239,7 @@ def cell_runs(wc):
 def adapt_photo(wc):
     """`--pool DIR --index I J ...`: the cell's target images (fine-tune: the first pair of its training split).
     The names are known only once `ioda prepare` has run, so `ioda adapt` picks the files (ioda.imageio)."""
-    if wc.variant == "finetune":
+    if VARIANTS[wc.variant].spec.target_train:
         pool, indices = PLAN.split_dir(wc.task, "train") / f"LR_x{SCALE}", [0]
     else:
         pool, indices = pool_dir(task_cfg(wc)["target"]), [r.image_index for r in cell_runs(wc)]
@@ -241,49 +252,35 @@ def adapt_out_dir(wc):
     return str(PLAN.adapt_dir(runs[0]) if len(runs) == 1 else PLAN.adapt_dir(runs[0]).parent)
 
 
-def adapt_steps(wc):
-    a = config["adapt"]
-    return {"finetune": a["finetune_steps"], "zssr": a["zssr_steps"]}.get(wc.variant, a["steps"])
+def adapt_settings(wc):
+    """The cell's AdaptSettings values as JSON (ioda.adapt.settings): only what its runs read, so a change to the
+    config reruns exactly the runs it steers. A function of the wildcards only: Snakemake does not compare
+    params that depend on `input`."""
+    return cell_json(config, VARIANTS[wc.variant], evaluates=PLAN.evaluates(cell_runs(wc)[0]))
 
 
 def adapt_extra(wc):
-    """Variant-specific flags. Everything that changes a run's result is a param, so Snakemake reruns it.
-    A function of the wildcards only: Snakemake does not compare params that depend on `input`."""
-    runs, t, a, enc = cell_runs(wc), task_cfg(wc), config["adapt"], config["encoder"]
+    """The inputs and options that are no AdaptSettings: the encoder, label maps, prompts, the target's pairs,
+    the test split of the oracle curve. Everything that changes a run's result is a param, so Snakemake reruns it."""
+    runs, t, enc, variant = cell_runs(wc), task_cfg(wc), config["encoder"], VARIANTS[wc.variant]
     opts = ["--encoder", enc["name"]]
     for flag, key in (("--encoder-weights", "weights"), ("--alpha-weights", "alpha_weights")):
         if enc[key]:
             opts += [flag, enc[key]]
     opts += ["--alpha-init", enc["alpha_init"]]
-    for flag, key in (("--loss", "loss"), ("--clip-input", "clip_input")):  # null: the protocol's
-        if a[key]:
-            opts += [flag, a[key]]
-    opts += ["--clip-antialias" if a["clip_antialias"] else "--no-clip-antialias"]
-    if wc.variant in NEEDS_LABELS:
+    if variant.needs_labels:
         opts += ["--labels", *(PLAN.labels(t["target"], r.image_index) for r in runs)]
-    if wc.variant == "text_guided" and t["prompts"]:
+    if variant.guidance == "text" and t["prompts"]:
         opts += ["--prompts", *t["prompts"]]
-    if wc.variant == "finetune":
+    if variant.spec.target_train:
         opts += ["--target-train", PLAN.split_dir(wc.task, "train")]
-    if wc.variant in ("finetune", "zssr"):
-        opts += ["--baseline-lr", a["baseline_lr"][wc.variant]]
-    if VARIANTS[wc.variant].occlusion:
-        occ = a["occlusion"]
-        opts += ["--occlusion-p", occ["p"], "--occlusion-cell", occ["cell"], "--occlusion-cell-p", occ["cell_p"]]
-    if config["run"]["stack_runs"] and VARIANTS[wc.variant].method == "direction" and len(runs) > 1:
+    if config["run"]["stack_runs"] and variant.direction and len(runs) > 1:
         opts += ["--stack"]
     opts += numerics_option()
     # every direction-loss run evaluates along the way when adapt.eval_every > 0 (step 0 included: final and
     # oracle best step); a cell's runs share the variant, so they all evaluate or none does
     if PLAN.evaluates(runs[0]):
-        opts += [
-            "--eval-data",
-            PLAN.split_dir(wc.task, "test"),
-            "--eval-every",
-            a["eval_every"],
-            "--eval-batch",
-            a["eval_batch"],
-        ]
+        opts += ["--eval-data", PLAN.split_dir(wc.task, "test")]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 

@@ -1,6 +1,6 @@
 # Stage 5: PSNR/SSIM (Y channel, border = scale) of every adapted model, and of the source model (baseline),
 # on the whole target test split. One job per backbone x task x variant cell scores all the cell's models in one
-# process (rules evaluate_<n>_images, evaluate_source for the baseline, evaluate_finetune), as adaptation does.
+# process (rules evaluate_<n>_images, evaluate_baseline for the source model, evaluate_finetune), as adaptation does.
 
 
 def _evaluate_cell_rule(name, runs, constraints):
@@ -40,5 +40,5 @@ def _evaluate_cell_rule(name, runs, constraints):
             "--device {params.device} > {log} 2>&1 && mkdir -p {output.images}"
 
 
-for _name, _runs, _constraints in cell_rules("evaluate", source=True):
+for _name, _runs, _constraints in cell_rules("evaluate", untrained=True):
     _evaluate_cell_rule(_name, _runs, _constraints)

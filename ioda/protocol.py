@@ -1,7 +1,8 @@
 """`adapt.protocol`: the authors' released code exactly (`authors`) or the paper's text (`paper`), one switch.
 
-Every knob the two protocols set differently, with the row of issue 8's table it answers (docs/method.md lists
-each with its reason). A registry with a `type:`-like key: `get_protocol(name)`.
+Every knob the two protocols set differently, with its row in docs/method.md's "Protocols" table (which gives
+each its reason). A registry with a `type:`-like key: `get_protocol(name)`. It lives at the package's top level
+because both the adaptation (ioda.adapt) and the encoder (ioda.clip) read it.
 
 | row | knob                | authors                                         | paper                                 |
 |-----|---------------------|-------------------------------------------------|---------------------------------------|
@@ -16,10 +17,10 @@ each with its reason). A registry with a `type:`-like key: `get_protocol(name)`.
 | g   | occlusion_cells     | full: only whole 32-px cells can be dropped     | partial: edge cells too               |
 | h   | clip_fp16           | True on CUDA (CLIP fp16 as OpenAI CLIP, SR fp32, no autocast) | False: bf16 autocast on CUDA |
 | i   | plain_clip_full     | False (Alpha-CLIP with a full mask)             | True (plain CLIP for rows without region masks) |
-| j   | eval_every          | 10 (step 0 included)                            | 0 unless configured                   |
 | l   | eval_crop_hr        | True (HR cropped to LR x scale, BasicSR val)    | False (size mismatch refused)         |
 
-Row k (timing) is the same for both: adaptation seconds exclude evaluation, evaluation seconds are separate and
+Row j (evaluating every 10 steps, step 0 included) is a setting, adapt.eval_every (config/paper.yaml: 10, as
+the authors). Row k (timing) is the same for both: adaptation seconds exclude evaluation, evaluation seconds are separate and
 their sum is what the authors' wall clock measured. Row j (which model is scored) is answered by reporting both
 the final step and the oracle best step everywhere; the saved model is always the final one.
 On CPU, CLIP stays fp32 under `authors` too (fp16 CPU kernels are slow and incomplete); adapt.json says which.
@@ -47,7 +48,6 @@ class Protocol:
     occlusion_cells: str  # "partial" | "full"
     clip_fp16: bool
     plain_clip_full: bool
-    eval_every: int
     eval_crop_hr: bool
 
     def to_dict(self) -> dict:
@@ -64,13 +64,12 @@ PROTOCOLS: dict[str, Protocol] = {
     "authors": Protocol("authors", loss="direction_lrsim", clip_input="gan_quirk", clip_fit="resize_crop",
                         clamp_sr=False, alpha="soft", instance_rule="authors", paint="sam_order",
                         hr_mask="bilinear_eq", mask_sr=False, occlusion_cells="full", clip_fp16=True,
-                        plain_clip_full=False, eval_every=10, eval_crop_hr=True),
+                        plain_clip_full=False, eval_crop_hr=True),
     "paper": Protocol("paper", loss="direction", clip_input="unit", clip_fit="stretch", clamp_sr=True,
                       alpha="binary", instance_rule="scaled", paint="largest_first", hr_mask="nearest",
                       mask_sr=True, occlusion_cells="partial", clip_fp16=False, plain_clip_full=True,
-                      eval_every=0, eval_crop_hr=False),
+                      eval_crop_hr=False),
 }
-DEFAULT_PROTOCOL = "paper"
 
 
 def get_protocol(name: str | Protocol) -> Protocol:
