@@ -156,6 +156,9 @@ ELSEWHERE = {
     "encoder.name", "encoder.weights", "encoder.alpha_weights",  # test_workflow.test_paper_dry_run...
     "masks.source", "masks.sam_model", "masks.sam_checkpoint",  # test_workflow.test_paper_dry_run...
     "report.tsne_samples", "report.tsne_task", "report.curves", "report.visuals", "report.save_images",
+    "report.paired",  # test_report (the paired figure)
+    "run.numerics",  # test_numerics.test_workflow_passes_numerics_only_when_set (`auto` passes no flag)
+    "pretrain.store",  # test_patch_store (the workflow packs once and pre-trains from the store)
 }
 
 
