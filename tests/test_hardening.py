@@ -506,3 +506,43 @@ def test_row11_outputs_respect_the_umask(world, tmp_path):
         assert (tmp_path / "ex" / "d" / "a.txt").read_text() == "hello"
     finally:
         os.umask(old)
+
+
+# -- second round: what a hostile new user still broke ----------------------------------------------------------
+
+
+def _png16_header(path: Path, w: int, h: int) -> None:
+    """A small 16-bit RGB PNG whose IHDR claims w x h pixels (one short IDAT: nothing near that size is stored)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + 6 * min(w, 64)))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [13500, 60000])
+def test_16bit_png_above_the_pixel_limit_refused_before_decoding(tmp_path, side):
+    from PIL import Image
+
+    f = tmp_path / f"big16_{side}.png"
+    _png16_header(f, side, side)
+    assert f.stat().st_size < 1000 and side * side > 2 * Image.MAX_IMAGE_PIXELS
+    msg = _refused_call(read_image, f)
+    assert str(f) in msg and "too many pixels" in msg and f"{side}x{side}" in msg
+    # the same words as an 8-bit file above the limit
+    with pytest.raises(IodaError, match="too many pixels"):
+        Image.MAX_IMAGE_PIXELS, old = 100, Image.MAX_IMAGE_PIXELS
+        try:
+            write_image(tmp_path / "small8.png", np.zeros((20, 20, 3), np.uint8))
+            read_image(tmp_path / "small8.png")
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def test_16bit_png_cli_says_one_line_exit_2(tmp_path, capsys):
+    f = tmp_path / "big16.png"
+    _png16_header(f, 60000, 60000)
+    rc = ioda_main(["adapt", str(f), "--model", "x.safetensors", "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "too many pixels" in err and not (tmp_path / "o").exists()
