@@ -546,3 +546,21 @@ def test_16bit_png_cli_says_one_line_exit_2(tmp_path, capsys):
     rc = ioda_main(["adapt", str(f), "--model", "x.safetensors", "--out-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "too many pixels" in err and not (tmp_path / "o").exists()
+
+
+def test_lr_patch_below_what_the_network_accepts_refused_before_any_work(world, tmp_path):
+    model = load_model(world["ckpt"]).module
+
+    def runs(p):  # independently of ioda: one forward of a p x p patch, output p x scale
+        try:
+            with torch.no_grad():
+                return model(torch.zeros(1, 3, p, p)).shape[-2:] == (4 * p, 4 * p)
+        except Exception:  # noqa: BLE001
+            return False
+
+    out = tmp_path / "o"
+    msg = _refused(_args(world, out, "--lr-patch", "3"))
+    assert "--lr-patch 3" in msg and not out.exists()
+    smallest = int(msg.split("smallest patch it accepts is ")[1].split()[0].strip(";,.)"))
+    assert runs(smallest) and not runs(smallest - 1) and not runs(3)
+    assert adapt_main(_args(world, out, "--lr-patch", str(smallest))) == 0

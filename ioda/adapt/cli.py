@@ -232,6 +232,18 @@ def _check_numbers(args) -> None:
         raise IodaError(f"--eval-every must be 0 (never) or a positive number of steps, got {args.eval_every}")
 
 
+def _check_patch(loaded, variant, lr_patch: int) -> None:
+    """Before any training: the network runs on the LR patches the run will crop (asked of the network)."""
+    from ioda.archs.probe import runs_on, smallest_patch
+
+    if variant.method == "none" or runs_on(loaded.module, loaded.scale, lr_patch):
+        return
+    smallest = smallest_patch(loaded.module, loaded.scale)
+    accepts = f"the smallest patch it accepts is {smallest}" if smallest else "it runs on no patch up to 512 px"
+    raise IodaError(f"--lr-patch {lr_patch}: {loaded.path} cannot super-resolve a {lr_patch}x{lr_patch} LR patch; "
+                    f"{accepts}")
+
+
 def _identity(path: Path) -> tuple | None:
     try:
         st = path.stat()
@@ -288,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
     settings = adapt_settings(args, variant, device)  # flags checked above, presets by the params schema
+    _check_patch(loaded, variant, settings.lr_patch)
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     for (photo_path, _, _), photo in zip(jobs, photos):
         if variant.method == "direction" and min(photo.shape[:2]) < settings.lr_patch:
