@@ -5,6 +5,8 @@
 #   snakemake --configfile config/paper.yaml --profile workflow/profiles/slurm   # the paper's runs
 from snakemake.utils import min_version, validate
 
+from ioda.config import refuse_non_finite
+
 min_version("9.0")
 
 
@@ -15,6 +17,8 @@ if not workflow.overwrite_configfiles:
     configfile: "params.yaml"
 
 
+# NaN / inf: the schema refuses them too, but this names the key in one line
+refuse_non_finite(config)
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
