@@ -564,3 +564,23 @@ def test_lr_patch_below_what_the_network_accepts_refused_before_any_work(world, 
     smallest = int(msg.split("smallest patch it accepts is ")[1].split()[0].strip(";,.)"))
     assert runs(smallest) and not runs(smallest - 1) and not runs(3)
     assert adapt_main(_args(world, out, "--lr-patch", str(smallest))) == 0
+
+
+class _SystemCall:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize("protocol", range(0, 6))
+def test_plain_pickle_holding_code_is_said_to_contain_code(world, tmp_path, protocol):
+    import pickle
+
+    f = tmp_path / f"plain{protocol}.pth"
+    f.write_bytes(pickle.dumps({"params": {"w": _SystemCall()}}, protocol=protocol))
+    msg = _refused(_args(world, tmp_path / "o", model=f))
+    assert f"refused: {f} contains code ({os.system.__module__}.system)" in msg, msg
+    benign = tmp_path / f"benign{protocol}.pth"
+    benign.write_bytes(pickle.dumps({"params": {"w": [1.0, 2.0]}, "note": "x" * 10}, protocol=protocol))
+    with pytest.raises(IodaError) as err:
+        load_model(benign)
+    assert "contains code" not in str(err.value)
