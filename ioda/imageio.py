@@ -169,8 +169,11 @@ def pick_image(pool: str | os.PathLike, index: int) -> Path:
     return images[index]
 
 
-def image_arg(path: str | None, pool: str | None, index: int) -> Path:
-    """A command's image: the path given, or --pool DIR --index I (exactly one of the two)."""
+def image_arg(path: str | None, pool: str | None, index: int | None) -> Path:
+    """A command's image: the path given, or --pool DIR --index I (exactly one of the two; index None: not given,
+    image 0 of the pool). An --index next to a path would be ignored, so it is refused."""
     if (path is None) == (pool is None):
         raise IodaError("expected either an image path or --pool DIR (with --index I), not " + ("both" if path else "neither"))
-    return Path(path) if path is not None else pick_image(pool, index)
+    if path is not None and index is not None:
+        raise IodaError(f"--index {index}: picks an image of --pool DIR, not of the photo path {path} (drop one)")
+    return Path(path) if path is not None else pick_image(pool, index or 0)

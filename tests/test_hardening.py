@@ -584,3 +584,13 @@ def test_plain_pickle_holding_code_is_said_to_contain_code(world, tmp_path, prot
     with pytest.raises(IodaError) as err:
         load_model(benign)
     assert "contains code" not in str(err.value)
+
+
+def test_index_with_a_photo_path_is_refused(world, tmp_path):
+    from ioda.masks.cli import main as masks_main
+
+    for index in ("0", "2"):
+        msg = _refused(_args(world, tmp_path / "o", "--index", index))
+        assert "--index" in msg and str(world["photo"]) in msg and not (tmp_path / "o").exists()
+        msg = _refused([str(world["photo"]), "--index", index, "--out", str(tmp_path / "l.npz")], main=masks_main)
+        assert "--index" in msg and not (tmp_path / "l.npz").exists()

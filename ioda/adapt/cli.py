@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
     p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
                    "by sorted name (how the workflow names a run's target image)")
-    p.add_argument("--index", type=int, nargs="+", default=[0],
+    p.add_argument("--index", type=int, nargs="+",
                    help="with --pool: which image, from 0 (default 0); several: each adapted in turn, with the "
                    "model, encoder and source pool loaded once, into --out-dir/img<I>/ (each equal to a run of its own)")
     p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
@@ -364,7 +364,7 @@ def _clean_failed(out_dir: Path, before: dict, created: bool, keep=()) -> None:
 
 def _jobs(args) -> list[tuple[Path, str | None, Path]]:
     """(photo, labels file, output folder) per run. Several --index values: one subfolder img<I> per image."""
-    indices = args.index
+    indices = args.index or [None]  # None: not given (image 0 of --pool)
     if args.photo is not None and len(indices) > 1:
         raise IodaError("--index: several images need --pool DIR instead of a photo path")
     if args.photo is not None or len(indices) == 1:
