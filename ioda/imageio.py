@@ -7,6 +7,7 @@ Every image inside ioda is a HxWx3 uint8 RGB numpy array (values 0..255, channel
 - 16-bit (PNG/TIFF) -> scaled to 8 bit with rounding (v * 255 / 65535), as MATLAB's im2uint8 does (16-bit
   colour PNGs are decoded by torchvision's libpng reader: Pillow would truncate them to their high byte);
 - palette images -> converted to RGB;
+- animations and multi-page files (GIF, TIFF, ...) -> refused (which frame is the photo is the user's call);
 - more pixels than Pillow's decompression-bomb limit -> refused before decoding (16-bit PNGs by their header);
 - corrupt, truncated, empty or missing files -> IodaError.
 """
@@ -106,6 +107,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return _read_png16(path, png16)
     try:
         with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:  # Pillow would silently give the first frame
+                raise IodaError(f"{path}: has {im.n_frames} frames (an animation or multi-page file); ioda reads one "
+                                f"still photo: save the frame you mean as PNG")
             im.load()  # forces full decode: truncated files fail here, not later
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")

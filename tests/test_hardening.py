@@ -594,3 +594,18 @@ def test_index_with_a_photo_path_is_refused(world, tmp_path):
         assert "--index" in msg and str(world["photo"]) in msg and not (tmp_path / "o").exists()
         msg = _refused([str(world["photo"]), "--index", index, "--out", str(tmp_path / "l.npz")], main=masks_main)
         assert "--index" in msg and not (tmp_path / "l.npz").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tiff"])
+def test_animated_or_multi_page_image_refused(world, tmp_path, suffix):
+    from PIL import Image
+
+    f = tmp_path / f"anim{suffix}"
+    frames = [Image.fromarray(np.full((64, 64, 3), 60 * k, np.uint8)) for k in range(3)]
+    frames[0].save(f, save_all=True, append_images=frames[1:])
+    msg = _refused_call(read_image, f)
+    assert str(f) in msg and "3 frames" in msg
+    msg = _refused(_args(world, tmp_path / "o", photo=f))
+    assert "3 frames" in msg and not (tmp_path / "o").exists()
+    frames[0].save(tmp_path / f"still{suffix}")
+    assert read_image(tmp_path / f"still{suffix}").shape == (64, 64, 3)
