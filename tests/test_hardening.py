@@ -609,3 +609,15 @@ def test_animated_or_multi_page_image_refused(world, tmp_path, suffix):
     assert "3 frames" in msg and not (tmp_path / "o").exists()
     frames[0].save(tmp_path / f"still{suffix}")
     assert read_image(tmp_path / f"still{suffix}").shape == (64, 64, 3)
+
+
+def test_wrong_shape_checkpoint_names_the_tensor_and_both_shapes(world, tmp_path):
+    sd = build_model("safmn_tiny", seed=0).state_dict()
+    key = "feats.0.safm.aggr.weight"
+    want = tuple(sd[key].shape)
+    bad = tuple(s + 1 for s in want)
+    sd[key] = torch.zeros(bad)
+    f = tmp_path / "wrong_shape.pth"
+    torch.save({"params": sd}, f)
+    msg = _refused(_args(world, tmp_path / "o", model=f))
+    assert str(f) in msg and key in msg and str(bad) in msg and str(want) in msg, msg
