@@ -621,3 +621,16 @@ def test_wrong_shape_checkpoint_names_the_tensor_and_both_shapes(world, tmp_path
     torch.save({"params": sd}, f)
     msg = _refused(_args(world, tmp_path / "o", model=f))
     assert str(f) in msg and key in msg and str(bad) in msg and str(want) in msg, msg
+
+
+def test_adapt_json_has_no_absolute_machine_paths(world, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    args = _args(world, out, "--labels", str(world["labels"]), "--eval-data", str(world["x4"]), "--eval-every", "1")
+    assert adapt_main(args) == 0
+    text = (out / "adapt.json").read_text()
+    assert str(world["root"]) not in text and str(tmp_path) not in text, text
+    report = json.loads(text)
+    assert report["photo"]["path"] == world["photo"].name and report["model"]["path"] == world["ckpt"].name
+    monkeypatch.chdir(world["root"])  # inside the working directory: the path relative to it
+    assert adapt_main(_args(world, out, "--labels", str(world["labels"]))) == 0
+    assert json.loads((out / "adapt.json").read_text())["photo"]["path"] == "photo.png"

@@ -356,3 +356,20 @@ def test_effective_config_json_round_trips_small_floats(tmp_path):
     cfg = load_config("config/realsr.yaml")
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert load_config(tmp_path / "config.json") == cfg and cfg["adapt"]["lr"] == 1e-05
+
+
+def test_adapt_json_records_the_registered_name_and_no_machine_paths(real, tmp_path):
+    """adapt.json is shared with results: the model is named as given (craft_x4, not the weights cache path) and
+    the photo by a path that means something elsewhere, never this machine's absolute paths."""
+    from ioda.adapt.cli import main as adapt_main
+    from ioda.imageio import write_image
+
+    photo = tmp_path / "photo.png"
+    write_image(photo, np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8))
+    out = tmp_path / "o"
+    assert adapt_main([str(photo), "--model", "craft_x4", "--variant", "baseline", "--out-dir", str(out),
+                       "--device", "cpu"]) == 0
+    text = (out / "adapt.json").read_text()
+    report = json.loads(text)
+    assert report["model"]["path"] == "craft_x4" and report["photo"]["path"] == "photo.png"
+    assert str(tmp_path) not in text and str(real["cache"]) not in text

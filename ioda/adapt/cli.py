@@ -244,6 +244,19 @@ def _check_patch(loaded, variant, lr_patch: int) -> None:
                     f"{accepts}")
 
 
+def portable_ref(path) -> str:
+    """A file as adapt.json names it, meaningful on another machine: a registered name (craft_x4) or relative path
+    as given, a path inside the working directory relative to it, else the file name (its sha256 is recorded
+    next to it); never this machine's absolute path."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def _identity(path: Path) -> tuple | None:
     try:
         st = path.stat()
@@ -296,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
 
+    args.model_ref = portable_ref(args.model)  # as adapt.json records it: the registered name, or a portable path
     args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
@@ -479,9 +493,9 @@ def _write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inp
                                                    "clip_antialias": args.clip_antialias, "plain_clip": args.plain_clip},
         "variant": variant.to_dict(),
         "settings": settings.to_dict() | {"steps_preset": args.settings, "stacked_runs": args.stack},
-        "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
+        "model": {"path": args.model_ref, "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
                   "scale": scale},
-        "photo": {"path": str(photo_path), "sha256": inputs["photo"],
+        "photo": {"path": portable_ref(photo_path), "sha256": inputs["photo"],
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
         "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds
