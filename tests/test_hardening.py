@@ -634,3 +634,24 @@ def test_adapt_json_has_no_absolute_machine_paths(world, tmp_path, monkeypatch):
     monkeypatch.chdir(world["root"])  # inside the working directory: the path relative to it
     assert adapt_main(_args(world, out, "--labels", str(world["labels"]))) == 0
     assert json.loads((out / "adapt.json").read_text())["photo"]["path"] == "photo.png"
+
+
+def test_library_warnings_do_not_print_before_the_one_line_error(world, tmp_path):
+    """A fresh process (warnings print once per process): stderr holds the error line and nothing else."""
+    import pickle
+    import subprocess
+    import sys
+
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps({"w": _SystemCall()}, protocol=4))  # torch warns about the protocol
+    sd = build_model("safmn_tiny", seed=0).state_dict()
+    sd["feats.0.safm.aggr.weight"] = torch.zeros(9, 9, 1, 1)
+    torch.save({"params": sd}, tmp_path / "shape.pth")  # fails after spandrel's imports (torch.jit warnings)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), IODA_PROGRESS="0")
+    env.pop("PYTHONWARNINGS", None)
+    for model in (plain, tmp_path / "shape.pth"):
+        proc = subprocess.run([sys.executable, "-m", "ioda", "adapt", str(world["photo"]), "--model", str(model),
+                               "--out-dir", str(tmp_path / "o"), "--encoder", "tiny", "--device", "cpu"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("ioda adapt: error:"), proc.stderr
