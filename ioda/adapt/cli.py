@@ -22,6 +22,7 @@ import torch
 
 from ioda.adapt.protocol import PROTOCOLS, get_protocol
 from ioda.adapt.variants import VARIANTS, get_variant
+from ioda.archs.tiling import AUTO_TILE, AUTO_TILE_PIXELS  # sr.png above that many LR px: tiles (bounded memory)
 from ioda.config import defaults, paper_config
 from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file, write_json
@@ -29,8 +30,6 @@ from ioda.imageio import image_arg, read_image, write_image
 from ioda.runtime import resolve_device, seed_everything, setup_logging
 
 LOG = logging.getLogger("ioda.adapt")
-# sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
-AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
 # outputs of a run: on failure only those this run created or replaced are removed
 FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
                  "labels.json")

@@ -27,6 +27,15 @@ import numpy as np
 import torch
 from torch import nn
 
+# Photos above this many LR pixels are super-resolved in tiles of AUTO_TILE LR px unless a tile size is given
+# (sr.png of `ioda adapt`, `ioda evaluate`): memory bounded by the tile, not by the photo.
+AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
+
+
+def auto_tile(h: int, w: int) -> int:
+    """The default tile size for an h x w LR image: 0 (one pass) up to AUTO_TILE_PIXELS, AUTO_TILE above."""
+    return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
+
 
 def _window_multiple(model: nn.Module) -> int:
     ws = getattr(model, "window_size", 1)
