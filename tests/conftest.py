@@ -1,6 +1,6 @@
 """Fixtures shared by several test modules (so test modules never import each other).
 
-`e2e`: one real run of the CI config (.test/config.yaml) in a fresh copy of the project, started, interrupted
+`e2e`: one real run of the CI config (.test/config.yaml) in a fresh copy of the project (a git repository), started, interrupted
 (Ctrl-C) during adaptation, then resumed to completion, both with README's plain `snakemake --cores 2`; the expensive part of the suite (about a minute on
 2 cores), so it runs once per session and test_workflow.py and test_dvc.py share it."""
 
@@ -93,6 +93,12 @@ def e2e_run(tmp_path_factory) -> dict:
     proj = base / "ioda"
     _copy_project(ROOT, proj)
     shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
+    (proj / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", proj / ".dvc" / "config")  # .dvc/config is tracked; its cache is not
+    # a fresh clone is a git repository: the workflow then records its run in DVC (dvc commit) as README says
+    git = ["git", "-c", "user.name=ioda-test", "-c", "user.email=ioda-test@example.invalid", "-c", "commit.gpgsign=false"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "fresh clone, CI config as params.yaml"]):
+        subprocess.run(git + cmd, cwd=proj, check=True, capture_output=True)
     start = time.perf_counter()
     interrupt = _run_interrupted(proj, base / "interrupted.out")
     proc = subprocess.run(README_COMMAND, cwd=proj, env=ENV, capture_output=True, text=True, timeout=600)
