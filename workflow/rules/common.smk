@@ -319,7 +319,7 @@ def record_in_dvc():
     ):
         return
     cmd = [sys.executable, "-m", "dvc", "commit", "--force", "--no-relink", "--quiet"]
-    print("Recording the outputs in DVC's cache and dvc.lock: " + shlex.join(cmd[1:]), file=sys.stderr)
+    print(f"Recording the outputs in DVC's cache and dvc.lock: {shlex.join(cmd[1:])}", file=sys.stderr)
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         print(
