@@ -403,3 +403,24 @@ def test_paired_folders_lr_stored_at_hr_size(tmp_path):
     write_image(tmp_path / "lr2" / "a.png", imresize(hr[:48, :64], 1 / 4))
     msg = _prepare_fails(tmp_path, {**spec, "lr": str(tmp_path / "lr2"), "lr_size": "hr_size"})
     assert "lr_size: hr_size" in msg and "HR size" in msg
+
+
+@pytest.mark.slow
+def test_tiled_evaluation_of_craft_within_the_stated_tolerance(real, tmp_path):
+    """ioda evaluate's tiles against one pass with the real CRAFT on a real RealSR crop (128 x 128 LR, tiles of
+    48: more tile edges than the default 256 px tiles give a photo): scores within the tolerance README states."""
+    import shutil
+
+    from ioda.archs import load_model
+    from ioda.evaluate import TILED_PSNR_DB, TILED_SSIM, evaluate_model
+
+    src = prepared(real, "realsr_canon_crops") / "test"
+    split = tmp_path / "one"
+    for sub in ("HR", "LR_x4"):
+        first = sorted((src / sub).iterdir())[0]
+        (split / sub).mkdir(parents=True)
+        shutil.copy(first, split / sub / first.name)
+    model = load_model(resolve_checkpoint("craft_x4")).module
+    (one,), _ = evaluate_model(model, split, 4, tile=0)
+    (tiled,), _ = evaluate_model(model, split, 4, tile=48)
+    assert abs(one["psnr"] - tiled["psnr"]) <= TILED_PSNR_DB and abs(one["ssim"] - tiled["ssim"]) <= TILED_SSIM
