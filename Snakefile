@@ -33,6 +33,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# dvc.lock and DVC's cache follow a complete plain run, so `dvc exp run` keeps what it did (common.smk)
+onsuccess:
+    record_in_dvc()
+
+
 rule all:
     default_target: True
     input:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 from ioda.errors import IodaError
 
@@ -44,15 +45,28 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"ioda: error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    try:
-        return int(module.main(rest) or 0)
-    except IodaError as err:
-        print(f"ioda {name}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ioda {name}: interrupted", file=sys.stderr)
-        return 130
+    # Warnings (most from libraries: torch, torchvision, spandrel) are held back while the command runs: a bad
+    # input then ends in its one error line alone; otherwise they are shown once the command ends.
+    with warnings.catch_warnings(record=True) as held:
+        try:
+            module = importlib.import_module(COMMANDS[name][0])
+            rc = int(module.main(rest) or 0)
+        except IodaError as err:
+            print(f"ioda {name}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"ioda {name}: interrupted", file=sys.stderr)
+            return 130
+        except BaseException:
+            _show(held)
+            raise
+    _show(held)
+    return rc
+
+
+def _show(held: list[warnings.WarningMessage]) -> None:
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
 
 
 if __name__ == "__main__":

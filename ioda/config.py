@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import os
 from importlib import resources
 from typing import Any
@@ -92,10 +93,25 @@ def _check_renamed(cfg: dict, source: str) -> None:
                                 f"(the number of single target images per cell)")
 
 
+def refuse_non_finite(cfg: Any, source: str = "config") -> None:
+    """NaN and inf (YAML .nan, .inf) are refused in one line naming the key. The schema refuses them too, but
+    JSON Schema's message for that is a dump of the rule; this check runs first so the user reads the key."""
+    todo = [("", cfg)]
+    while todo:
+        key, node = todo.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise IodaError(f"{source}: key {key!r}: {node} is not a finite number")
+        if isinstance(node, dict):
+            todo += [(f"{key}.{k}" if key else str(k), v) for k, v in reversed(node.items())]
+        elif isinstance(node, list):
+            todo += [(f"{key}[{i}]", v) for i, v in reversed(list(enumerate(node)))]
+
+
 def validate(cfg: Any, source: str = "config") -> dict:
     if not isinstance(cfg, dict):
         raise IodaError(f"{source}: expected a mapping at the top level, got {type(cfg).__name__}")
     _check_renamed(cfg, source)
+    refuse_non_finite(cfg, source)
     validator = _set_defaults(jsonschema.Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:

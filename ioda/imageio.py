@@ -7,6 +7,8 @@ Every image inside ioda is a HxWx3 uint8 RGB numpy array (values 0..255, channel
 - 16-bit (PNG/TIFF) -> scaled to 8 bit with rounding (v * 255 / 65535), as MATLAB's im2uint8 does (16-bit
   colour PNGs are decoded by torchvision's libpng reader: Pillow would truncate them to their high byte);
 - palette images -> converted to RGB;
+- animations and multi-page files (GIF, TIFF, ...) -> refused (which frame is the photo is the user's call);
+- more pixels than Pillow's decompression-bomb limit -> refused before decoding (16-bit PNGs by their header);
 - corrupt, truncated, empty or missing files -> IodaError.
 """
 
@@ -54,17 +56,36 @@ def to_rgb_uint8(arr: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _png_16bit_colour(path: Path) -> bool:
-    """True for a 16-bit RGB or RGBA PNG (IHDR bit depth 16, colour type 2 or 6)."""
+def _png_16bit_colour(path: Path) -> tuple[int, int] | None:
+    """(width, height) of a 16-bit RGB or RGBA PNG (IHDR bit depth 16, colour type 2 or 6), else None."""
     with open(path, "rb") as f:
         head = f.read(26)
-    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+    if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6):
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def max_pixels() -> int:
+    """The most pixels a photo may have: Pillow's decompression-bomb limit (twice MAX_IMAGE_PIXELS)."""
+    return 2 * Image.MAX_IMAGE_PIXELS
+
+
+def _too_many_pixels(path: Path, detail: str) -> IodaError:
+    return IodaError(f"{path}: too many pixels ({detail}); ioda reads photos up to {max_pixels()} pixels")
+
+
+def _read_png16(path: Path, size: tuple[int, int]) -> np.ndarray:
     # Pillow decodes 16-bit colour PNGs to 8 bit by dropping the low byte (truncation); torchvision's libpng
-    # decoder keeps all 16 bits, so the rounding below is the documented one.
+    # decoder keeps all 16 bits, so the rounding below is the documented one. libpng allocates what the header
+    # claims, so the header's size passes the same decompression-bomb guard as Pillow's files first.
     import warnings
+
+    w, h = size
+    if w * h > max_pixels():
+        raise _too_many_pixels(path, f"16-bit PNG of {w}x{h} = {w * h} pixels")
+    if w * h > Image.MAX_IMAGE_PIXELS:  # Pillow's warning for 8-bit files of that size
+        warnings.warn(f"{path}: {w}x{h} = {w * h} pixels, could be a decompression bomb",
+                      Image.DecompressionBombWarning, stacklevel=3)
 
     with warnings.catch_warnings():  # torchvision 0.29 announces a move of its codecs to torchcodec
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -84,10 +105,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise IodaError(f"{path}: file not found (expected an image)")
-    if _png_16bit_colour(path):
-        return _read_png16(path)
+    png16 = _png_16bit_colour(path)
+    if png16:
+        return _read_png16(path, png16)
     try:
         with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:  # Pillow would silently give the first frame
+                raise IodaError(f"{path}: has {im.n_frames} frames (an animation or multi-page file); ioda reads one "
+                                f"still photo: save the frame you mean as PNG")
             im.load()  # forces full decode: truncated files fail here, not later
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -104,8 +129,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except IodaError:
         raise
     except Image.DecompressionBombError as err:
-        raise IodaError(f"{path}: too many pixels ({err}); ioda reads photos up to {Image.MAX_IMAGE_PIXELS * 2} "
-                        f"pixels") from None
+        raise _too_many_pixels(path, str(err)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise IodaError(f"{path}: corrupt or truncated image ({err})") from None
     return to_rgb_uint8(arr, str(path))
@@ -164,8 +188,11 @@ def pick_image(pool: str | os.PathLike, index: int) -> Path:
     return images[index]
 
 
-def image_arg(path: str | None, pool: str | None, index: int) -> Path:
-    """A command's image: the path given, or --pool DIR --index I (exactly one of the two)."""
+def image_arg(path: str | None, pool: str | None, index: int | None) -> Path:
+    """A command's image: the path given, or --pool DIR --index I (exactly one of the two; index None: not given,
+    image 0 of the pool). An --index next to a path would be ignored, so it is refused."""
     if (path is None) == (pool is None):
         raise IodaError("expected either an image path or --pool DIR (with --index I), not " + ("both" if path else "neither"))
-    return Path(path) if path is not None else pick_image(pool, index)
+    if path is not None and index is not None:
+        raise IodaError(f"--index {index}: picks an image of --pool DIR, not of the photo path {path} (drop one)")
+    return Path(path) if path is not None else pick_image(pool, index or 0)

@@ -25,7 +25,14 @@ def rgb2ycbcr_y(img: np.ndarray) -> np.ndarray:
     return img @ _Y_COEFFS / 255.0 + 16.0
 
 
-def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str, test_y_channel: bool):
+# Rows per strip: both metrics go through the images a strip of rows at a time, so their float64 working memory
+# depends on the image width, not on its size (a 24-megapixel pair would otherwise take GBs of temporaries).
+# Every per-pixel value is the one-pass value; only the order of the final sums differs (~1e-12 relative).
+STRIP_ROWS = 256
+
+
+def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: str):
+    """Both images as HxWxC views (unconverted), border cropped, shapes checked."""
     img, img2 = np.asarray(img), np.asarray(img2)
     if img.shape != img2.shape:
         raise ValueError(f"image shapes differ: {img.shape} vs {img2.shape}")
@@ -44,15 +51,25 @@ def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, input_order: s
         img2 = img2[crop_border:-crop_border, crop_border:-crop_border]
     if img.size == 0:
         raise ValueError(f"nothing left after cropping {crop_border} px from images of shape {np.shape(img2)}")
-    if test_y_channel and img.shape[2] == 3:
-        return rgb2ycbcr_y(img)[:, :, None], rgb2ycbcr_y(img2)[:, :, None]
-    return img.astype(np.float64), img2.astype(np.float64)
+    return img, img2
+
+
+def _channels(rows: np.ndarray, test_y_channel: bool) -> np.ndarray:
+    """A strip of rows as the float64 channels scored: Y (HxWx1) or all channels."""
+    if test_y_channel and rows.shape[2] == 3:
+        return rgb2ycbcr_y(rows)[:, :, None]
+    return rows.astype(np.float64)
 
 
 def calculate_psnr(img, img2, crop_border: int, input_order: str = "HWC", test_y_channel: bool = True) -> float:
     """PSNR in dB for peak 255; identical images give inf."""
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel)
-    mse = np.mean((a - b) ** 2)
+    a, b = _prepare(img, img2, crop_border, input_order)
+    sse, n = 0.0, 0
+    for s in range(0, a.shape[0], STRIP_ROWS):
+        d = _channels(a[s:s + STRIP_ROWS], test_y_channel) - _channels(b[s:s + STRIP_ROWS], test_y_channel)
+        sse += float(np.sum(d * d))
+        n += d.size
+    mse = sse / n
     if mse == 0:
         return float("inf")
     return float(10.0 * np.log10(255.0 * 255.0 / mse))
@@ -73,7 +90,8 @@ def _filter_valid(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return y[r:-r, r:-r]
 
 
-def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:
+def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM map over the 'valid' region of two single-channel float64 arrays."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     k = gaussian_kernel_1d(11, 1.5)
     mu1, mu2 = _filter_valid(a, k), _filter_valid(b, k)
@@ -81,13 +99,19 @@ def _ssim_channel(a: np.ndarray, b: np.ndarray) -> float:
     sigma1_sq = _filter_valid(a * a, k) - mu1_sq
     sigma2_sq = _filter_valid(b * b, k) - mu2_sq
     sigma12 = _filter_valid(a * b, k) - mu1_mu2
-    ssim_map = ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
-    return float(ssim_map.mean())
+    return ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / ((mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2))
 
 
 def calculate_ssim(img, img2, crop_border: int, input_order: str = "HWC", test_y_channel: bool = True) -> float:
-    """SSIM (BasicSR's definition); needs at least 11x11 pixels after cropping."""
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel)
-    if a.shape[0] < 11 or a.shape[1] < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {a.shape[0]}x{a.shape[1]}")
-    return float(np.mean([_ssim_channel(a[:, :, c], b[:, :, c]) for c in range(a.shape[2])]))
+    """SSIM (BasicSR's definition); needs at least 11x11 pixels after cropping. Computed a strip of map rows
+    at a time, each strip read with the 10 rows of context the 11x11 window needs (so its values are exact)."""
+    a, b = _prepare(img, img2, crop_border, input_order)
+    h, w = a.shape[:2]
+    if h < 11 or w < 11:
+        raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {h}x{w}")
+    total = None
+    for s in range(0, h - 10, STRIP_ROWS):
+        x, y = _channels(a[s:s + STRIP_ROWS + 10], test_y_channel), _channels(b[s:s + STRIP_ROWS + 10], test_y_channel)
+        sums = np.array([_ssim_map(x[:, :, c], y[:, :, c]).sum() for c in range(x.shape[2])])
+        total = sums if total is None else total + sums
+    return float(np.mean(total / ((h - 10) * (w - 10))))

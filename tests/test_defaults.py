@@ -47,7 +47,7 @@ def _perturbed(sub: dict, default, i: int):
         return not default
     if sub.get("type") == "integer" or (isinstance(default, int) and not isinstance(default, bool)):
         return default + 1 + i
-    if sub.get("type") == "number" or isinstance(default, float):
+    if sub.get("type") == "number" or sub.get("$ref") == "#/$defs/real" or isinstance(default, float):
         return round(default * 0.5 + 0.001 * (i + 1), 6) if default else 0.01 * (i + 1)
     if sub.get("type") == "array":
         return [round(0.1 * (i + 1) + 0.01 * k, 4) for k in range(len(default))]
@@ -280,3 +280,70 @@ def test_schema_enums_are_the_registries():
     from ioda.report.paper_numbers import PAPER
 
     assert {key[3] for table in PAPER.values() for key in table} <= set(VARIANTS)
+
+
+def _number_keys(node: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of every number in the schema (a list's items as KEY[0]); followed through $defs."""
+    if "$ref" in node:
+        node = {**schema()["$defs"][node["$ref"].rsplit("/", 1)[1]], **{k: v for k, v in node.items() if k != "$ref"}}
+    out = [prefix] if "number" in ([node["type"]] if isinstance(node.get("type"), str) else node.get("type", [])) else []
+    for alt in node.get("anyOf", []):  # a number or null
+        out += [k for k in _number_keys(alt, prefix) if k not in out]
+    for key, sub in node.get("properties", {}).items():
+        out += _number_keys(sub, f"{prefix}.{key}" if prefix else key)
+    if isinstance(node.get("items"), dict):
+        out += _number_keys(node["items"], f"{prefix}[0]")
+    return out
+
+
+def _with_value(cfg: dict, dotted: str, value) -> dict:
+    node = cfg
+    *parents, last = dotted.replace("[0]", "").split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    if dotted.endswith("[0]"):
+        node[last] = [value, *load_config(ROOT / "params.yaml")[parents[0]][last][1:]]
+    else:
+        node[last] = value
+    return cfg
+
+
+NUMBER_KEYS = _number_keys(schema())
+
+
+def test_every_number_of_the_schema_is_found():
+    assert {"pretrain.lr", "adapt.lr", "adapt.betas[0]", "adapt.baseline_lr.zssr", "adapt.occlusion.p"} <= set(
+        NUMBER_KEYS)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("key", NUMBER_KEYS)
+def test_nan_and_inf_refused_naming_the_key(key, value):
+    """Both validators: ioda's (one line naming the key) and Snakemake's on the same schema file."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate as snakemake_validate
+
+    from ioda.config import validate
+    from ioda.errors import IodaError
+
+    cfg = _with_value(yaml.safe_load((ROOT / "params.yaml").read_text()), key, value)
+    with pytest.raises(IodaError) as err:
+        validate(cfg, "params.yaml")
+    assert key.replace("[0]", "") in str(err.value) and "\n" not in str(err.value) and "finite" in str(err.value)
+    with pytest.raises(WorkflowError):
+        snakemake_validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    snakemake_validate(_with_value(cfg, key, 0.5), str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+def test_nan_in_params_stops_the_dry_run_in_one_line(tmp_path):
+    text = (ROOT / ".test" / "config.yaml").read_text()
+    cfg = yaml.safe_load(text)
+    cfg["adapt"]["lr"] = float("nan")
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert ".nan" in path.read_text()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path)], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "adapt.lr" in ln]
+    assert len(lines) == 1 and "finite" in lines[0], proc.stdout + proc.stderr

@@ -221,3 +221,27 @@ def test_dvc_exp_run_reruns_only_adaptation_onward(repro_clone, tmp_path):
     diff = run(DVC + ["metrics", "diff"], repo).stdout
     assert "canon.safmn_tiny.ioda.psnr" in diff
     assert UP_TO_DATE in run(DVC + ["status"], repo).stdout
+
+
+@pytest.mark.slow
+def test_readme_sequence_dvc_exp_run_right_after_the_main_command_keeps_upstream_outputs(e2e, tmp_path):
+    """README, on a fresh clone: `snakemake --cores 2`, then `dvc exp run -S adapt.steps=13`. The experiment
+    reruns adaptation and what follows; data, pre-training and masks are neither deleted nor recomputed (on the
+    paper's configuration they are days of pre-training). The shared end-to-end run is that fresh clone (a git
+    repository of the tree, the CI config as params.yaml) after README's plain command; copied with its mtimes."""
+    repo = tmp_path / "ioda"
+    shutil.copytree(e2e, repo, symlinks=True)
+    assert (repo / ".git").is_dir()
+    upstream = {p: p.stat().st_mtime_ns for d in ("data", "results/pretrain", "results/masks")
+                for p in sorted((repo / d).rglob("*")) if p.is_file()}
+    ioda_model = repo / "results" / "adapt" / "safmn_tiny" / "canon" / "ioda" / "img0" / "model.safetensors"
+    before = ioda_model.stat().st_mtime_ns
+    assert UP_TO_DATE in run(DVC + ["status"], repo).stdout  # the plain run recorded itself in DVC
+    out = run(DVC + ["exp", "run", "-S", "adapt.steps=13"], repo).stdout
+    for stage in ("data", "pretrain"):
+        assert f"Stage '{stage}' didn't change, skipping" in out, out[-3000:]
+    assert "Running stage 'adapt'" in out, out[-3000:]
+    assert len(upstream) > 20
+    redone = [str(p.relative_to(repo)) for p, t in upstream.items() if not p.exists() or p.stat().st_mtime_ns != t]
+    assert not redone, f"deleted or recomputed: {redone[:10]}"
+    assert ioda_model.stat().st_mtime_ns > before

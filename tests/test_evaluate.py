@@ -266,3 +266,47 @@ def test_l_hr_larger_than_scale_x_lr_is_cropped_under_authors_else_refused(tmp_p
     want = calculate_psnr(lr.repeat(4, 0).repeat(4, 1), hr[:48, :48], 4)  # BasicSR: gt[0:h*4, 0:w*4]
     assert rows[0]["psnr"] == pytest.approx(want) and summary["crop_hr"] is True
     assert DeviceEvaluator(root, 4, crop_hr=True)(Nearest())["mean_psnr"] == pytest.approx(want, abs=1e-4)
+
+
+from ioda.evaluate import TILED_PSNR_DB, TILED_SSIM  # noqa: E402  (the stated tolerance of tiled scores)
+
+
+def _photo_split(root: Path, size: int) -> Path:
+    from skimage import data as skdata
+
+    from ioda.data.imresize import imresize
+    from ioda.imageio import write_image
+
+    hr = np.concatenate([skdata.astronaut(), skdata.coffee()[:, :512]], axis=0)[: 4 * size, : 4 * size]
+    write_image(root / "HR" / "p.png", hr)
+    write_image(root / "LR_x4" / "p.png", imresize(hr, 1 / 4))
+    return root
+
+
+def test_tiled_evaluation_scores_equal_the_one_pass_within_the_stated_tolerance(tmp_path):
+    split = _photo_split(tmp_path / "s", 200)
+    model = build_model("safmn_tiny", seed=0).eval()
+    (one,), s1 = evaluate_model(model, split, 4, tile=0)
+    (tiled,), s2 = evaluate_model(model, split, 4, tile=64)
+    assert s1["tile"] == 0 and s2["tile"] == 64
+    assert abs(one["psnr"] - tiled["psnr"]) <= TILED_PSNR_DB and abs(one["ssim"] - tiled["ssim"]) <= TILED_SSIM
+    assert (one["psnr"], one["ssim"]) != (tiled["psnr"], tiled["ssim"])  # the tiles did change the output
+
+
+def test_evaluate_tiles_by_default_above_the_size(tmp_path, monkeypatch):
+    import ioda.archs.tiling as tiling
+
+    split = _photo_split(tmp_path / "s", 100)
+    ckpt = tmp_path / "m.safetensors"
+    save_model(build_model("safmn_tiny", seed=0), ckpt, preset="safmn_tiny")
+
+    def scores(tag, *extra):
+        out = tmp_path / tag
+        assert cli.main(["evaluate", "--model", str(ckpt), "--data", str(split), "--out-csv", f"{out}.csv",
+                         "--out-json", f"{out}.json", "--device", "cpu", *extra]) == 0
+        return Path(f"{out}.csv").read_text(), json.loads(Path(f"{out}.json").read_text())["tile"]
+
+    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 50 * 50)  # the 100 x 100 LR photo is now "large"
+    monkeypatch.setattr(tiling, "AUTO_TILE", 32)
+    auto, tile = scores("auto")
+    assert tile == "auto" and auto == scores("t32", "--tile", "32")[0] != scores("whole", "--tile", "0")[0]

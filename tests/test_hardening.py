@@ -506,3 +506,152 @@ def test_row11_outputs_respect_the_umask(world, tmp_path):
         assert (tmp_path / "ex" / "d" / "a.txt").read_text() == "hello"
     finally:
         os.umask(old)
+
+
+# -- second round: what a hostile new user still broke ----------------------------------------------------------
+
+
+def _png16_header(path: Path, w: int, h: int) -> None:
+    """A small 16-bit RGB PNG whose IHDR claims w x h pixels (one short IDAT: nothing near that size is stored)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + 6 * min(w, 64)))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [13500, 60000])
+def test_16bit_png_above_the_pixel_limit_refused_before_decoding(tmp_path, side):
+    from PIL import Image
+
+    f = tmp_path / f"big16_{side}.png"
+    _png16_header(f, side, side)
+    assert f.stat().st_size < 1000 and side * side > 2 * Image.MAX_IMAGE_PIXELS
+    msg = _refused_call(read_image, f)
+    assert str(f) in msg and "too many pixels" in msg and f"{side}x{side}" in msg
+    # the same words as an 8-bit file above the limit
+    with pytest.raises(IodaError, match="too many pixels"):
+        Image.MAX_IMAGE_PIXELS, old = 100, Image.MAX_IMAGE_PIXELS
+        try:
+            write_image(tmp_path / "small8.png", np.zeros((20, 20, 3), np.uint8))
+            read_image(tmp_path / "small8.png")
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def test_16bit_png_cli_says_one_line_exit_2(tmp_path, capsys):
+    f = tmp_path / "big16.png"
+    _png16_header(f, 60000, 60000)
+    rc = ioda_main(["adapt", str(f), "--model", "x.safetensors", "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "too many pixels" in err and not (tmp_path / "o").exists()
+
+
+def test_lr_patch_below_what_the_network_accepts_refused_before_any_work(world, tmp_path):
+    model = load_model(world["ckpt"]).module
+
+    def runs(p):  # independently of ioda: one forward of a p x p patch, output p x scale
+        try:
+            with torch.no_grad():
+                return model(torch.zeros(1, 3, p, p)).shape[-2:] == (4 * p, 4 * p)
+        except Exception:  # noqa: BLE001
+            return False
+
+    out = tmp_path / "o"
+    msg = _refused(_args(world, out, "--lr-patch", "3"))
+    assert "--lr-patch 3" in msg and not out.exists()
+    smallest = int(msg.split("smallest patch it accepts is ")[1].split()[0].strip(";,.)"))
+    assert runs(smallest) and not runs(smallest - 1) and not runs(3)
+    assert adapt_main(_args(world, out, "--lr-patch", str(smallest))) == 0
+
+
+class _SystemCall:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize("protocol", range(0, 6))
+def test_plain_pickle_holding_code_is_said_to_contain_code(world, tmp_path, protocol):
+    import pickle
+
+    f = tmp_path / f"plain{protocol}.pth"
+    f.write_bytes(pickle.dumps({"params": {"w": _SystemCall()}}, protocol=protocol))
+    msg = _refused(_args(world, tmp_path / "o", model=f))
+    assert f"refused: {f} contains code ({os.system.__module__}.system)" in msg, msg
+    benign = tmp_path / f"benign{protocol}.pth"
+    benign.write_bytes(pickle.dumps({"params": {"w": [1.0, 2.0]}, "note": "x" * 10}, protocol=protocol))
+    with pytest.raises(IodaError) as err:
+        load_model(benign)
+    assert "contains code" not in str(err.value)
+
+
+def test_index_with_a_photo_path_is_refused(world, tmp_path):
+    from ioda.masks.cli import main as masks_main
+
+    for index in ("0", "2"):
+        msg = _refused(_args(world, tmp_path / "o", "--index", index))
+        assert "--index" in msg and str(world["photo"]) in msg and not (tmp_path / "o").exists()
+        msg = _refused([str(world["photo"]), "--index", index, "--out", str(tmp_path / "l.npz")], main=masks_main)
+        assert "--index" in msg and not (tmp_path / "l.npz").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tiff"])
+def test_animated_or_multi_page_image_refused(world, tmp_path, suffix):
+    from PIL import Image
+
+    f = tmp_path / f"anim{suffix}"
+    frames = [Image.fromarray(np.full((64, 64, 3), 60 * k, np.uint8)) for k in range(3)]
+    frames[0].save(f, save_all=True, append_images=frames[1:])
+    msg = _refused_call(read_image, f)
+    assert str(f) in msg and "3 frames" in msg
+    msg = _refused(_args(world, tmp_path / "o", photo=f))
+    assert "3 frames" in msg and not (tmp_path / "o").exists()
+    frames[0].save(tmp_path / f"still{suffix}")
+    assert read_image(tmp_path / f"still{suffix}").shape == (64, 64, 3)
+
+
+def test_wrong_shape_checkpoint_names_the_tensor_and_both_shapes(world, tmp_path):
+    sd = build_model("safmn_tiny", seed=0).state_dict()
+    key = "feats.0.safm.aggr.weight"
+    want = tuple(sd[key].shape)
+    bad = tuple(s + 1 for s in want)
+    sd[key] = torch.zeros(bad)
+    f = tmp_path / "wrong_shape.pth"
+    torch.save({"params": sd}, f)
+    msg = _refused(_args(world, tmp_path / "o", model=f))
+    assert str(f) in msg and key in msg and str(bad) in msg and str(want) in msg, msg
+
+
+def test_adapt_json_has_no_absolute_machine_paths(world, tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    args = _args(world, out, "--labels", str(world["labels"]), "--eval-data", str(world["x4"]), "--eval-every", "1")
+    assert adapt_main(args) == 0
+    text = (out / "adapt.json").read_text()
+    assert str(world["root"]) not in text and str(tmp_path) not in text, text
+    report = json.loads(text)
+    assert report["photo"]["path"] == world["photo"].name and report["model"]["path"] == world["ckpt"].name
+    monkeypatch.chdir(world["root"])  # inside the working directory: the path relative to it
+    assert adapt_main(_args(world, out, "--labels", str(world["labels"]))) == 0
+    assert json.loads((out / "adapt.json").read_text())["photo"]["path"] == "photo.png"
+
+
+def test_library_warnings_do_not_print_before_the_one_line_error(world, tmp_path):
+    """A fresh process (warnings print once per process): stderr holds the error line and nothing else."""
+    import pickle
+    import subprocess
+    import sys
+
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps({"w": _SystemCall()}, protocol=4))  # torch warns about the protocol
+    sd = build_model("safmn_tiny", seed=0).state_dict()
+    sd["feats.0.safm.aggr.weight"] = torch.zeros(9, 9, 1, 1)
+    torch.save({"params": sd}, tmp_path / "shape.pth")  # fails after spandrel's imports (torch.jit warnings)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), IODA_PROGRESS="0")
+    env.pop("PYTHONWARNINGS", None)
+    for model in (plain, tmp_path / "shape.pth"):
+        proc = subprocess.run([sys.executable, "-m", "ioda", "adapt", str(world["photo"]), "--model", str(model),
+                               "--out-dir", str(tmp_path / "o"), "--encoder", "tiny", "--device", "cpu"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("ioda adapt: error:"), proc.stderr

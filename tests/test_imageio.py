@@ -151,7 +151,10 @@ def test_pick_image_is_the_index_th_by_name(tmp_path):
     with pytest.raises(IodaError, match="folder not found"):
         pick_image(tmp_path / "none", 0)
     assert image_arg(None, str(tmp_path), 1) == tmp_path / "a.png"
-    assert image_arg("x.png", None, 0) == Path("x.png")
+    assert image_arg("x.png", None, None) == Path("x.png")
+    assert image_arg(None, str(tmp_path), None) == tmp_path / "C.png"  # no --index: image 0
+    with pytest.raises(IodaError, match="--index 0: picks an image of --pool DIR"):
+        image_arg("x.png", None, 0)
     with pytest.raises(IodaError, match="not both"):
         image_arg("x.png", str(tmp_path), 0)
     with pytest.raises(IodaError, match="not neither"):

@@ -167,3 +167,18 @@ def test_too_small_for_ssim_and_overcrop():
         calculate_ssim(a, a, 1)
     with pytest.raises(ValueError, match="nothing left"):
         calculate_psnr(a, a, 6)
+
+
+@pytest.mark.parametrize("y", [True, False])
+def test_strips_give_the_one_pass_values(monkeypatch, y):
+    """Metrics go through the images a strip of rows at a time (flat memory); the result is the one-pass one
+    up to the order of the final sums."""
+    import ioda.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, (700, 40, 3)).astype(np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    strips = (calculate_psnr(a, b, 4, test_y_channel=y), calculate_ssim(a, b, 4, test_y_channel=y))
+    monkeypatch.setattr(metrics, "STRIP_ROWS", 10_000)
+    whole = (calculate_psnr(a, b, 4, test_y_channel=y), calculate_ssim(a, b, 4, test_y_channel=y))
+    assert metrics.STRIP_ROWS > 700 and np.allclose(strips, whole, rtol=1e-12, atol=0)

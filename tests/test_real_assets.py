@@ -357,3 +357,71 @@ def test_effective_config_json_round_trips_small_floats(tmp_path):
     cfg = load_config("config/realsr.yaml")
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     assert load_config(tmp_path / "config.json") == cfg and cfg["adapt"]["lr"] == 1e-05
+
+
+def test_adapt_json_records_the_registered_name_and_no_machine_paths(real, tmp_path):
+    """adapt.json is shared with results: the model is named as given (craft_x4, not the weights cache path) and
+    the photo by a path that means something elsewhere, never this machine's absolute paths."""
+    from ioda.adapt.cli import main as adapt_main
+    from ioda.imageio import write_image
+
+    photo = tmp_path / "photo.png"
+    write_image(photo, np.random.default_rng(0).integers(0, 256, (24, 24, 3)).astype(np.uint8))
+    out = tmp_path / "o"
+    assert adapt_main([str(photo), "--model", "craft_x4", "--variant", "baseline", "--out-dir", str(out),
+                       "--device", "cpu"]) == 0
+    text = (out / "adapt.json").read_text()
+    report = json.loads(text)
+    assert report["model"]["path"] == "craft_x4" and report["photo"]["path"] == "photo.png"
+    assert str(tmp_path) not in text and str(real["cache"]) not in text
+
+
+def test_paired_folders_lr_stored_at_hr_size(tmp_path):
+    """RealSR v1/v2 and NTIRE 2019 Real-SR store LR at HR size: refused by default with the option named, and
+    with `lr_size: hr_size` both are cropped to a multiple of the scale and the LR brought to its true size with
+    MATLAB bicubic."""
+    from skimage import data as skdata
+
+    from ioda.data.imresize import imresize
+    from ioda.data.prepare import prepare
+    from ioda.imageio import read_image, write_image
+
+    hr = skdata.astronaut()[100:150, 200:266]  # 66 x 50: not a multiple of 4
+    up = imresize(imresize(hr, 1 / 4), output_shape=hr.shape[:2])  # an LR the camera pipeline upsampled to HR size
+    write_image(tmp_path / "hr" / "a_HR.png", hr)
+    write_image(tmp_path / "lr" / "a_LR4.png", up)
+    spec = {"hr": str(tmp_path / "hr"), "lr": str(tmp_path / "lr"), "scale": 4}
+    msg = _prepare_fails(tmp_path, spec)
+    assert "not 4x LR" in msg and "same size" in msg and "lr_size: hr_size" in msg
+    assert "--spec.lr_size" in _prepare_fails(tmp_path, {**spec, "lr_size": "half"})
+    prepare("paired_folders", tmp_path / "ds", spec={**spec, "lr_size": "hr_size"})
+    got_hr, got_lr = read_image(tmp_path / "ds/test/HR/a.png"), read_image(tmp_path / "ds/test/LR_x4/a.png")
+    assert np.array_equal(got_hr, hr[:48, :64])
+    assert np.array_equal(got_lr, imresize(up[:48, :64], 1 / 4)) and got_lr.shape == (12, 16, 3)
+    m = json.loads((tmp_path / "ds/manifest.json").read_text())
+    assert m["lr_size"] == "hr_size" and "imresize" in m["lr_resized"]
+    # true-size pairs are refused under hr_size, the other way round
+    write_image(tmp_path / "lr2" / "a.png", imresize(hr[:48, :64], 1 / 4))
+    msg = _prepare_fails(tmp_path, {**spec, "lr": str(tmp_path / "lr2"), "lr_size": "hr_size"})
+    assert "lr_size: hr_size" in msg and "HR size" in msg
+
+
+@pytest.mark.slow
+def test_tiled_evaluation_of_craft_within_the_stated_tolerance(real, tmp_path):
+    """ioda evaluate's tiles against one pass with the real CRAFT on a real RealSR crop (128 x 128 LR, tiles of
+    48: more tile edges than the default 256 px tiles give a photo): scores within the tolerance README states."""
+    import shutil
+
+    from ioda.archs import load_model
+    from ioda.evaluate import TILED_PSNR_DB, TILED_SSIM, evaluate_model
+
+    src = prepared(real, "realsr_canon_crops") / "test"
+    split = tmp_path / "one"
+    for sub in ("HR", "LR_x4"):
+        first = sorted((src / sub).iterdir())[0]
+        (split / sub).mkdir(parents=True)
+        shutil.copy(first, split / sub / first.name)
+    model = load_model(resolve_checkpoint("craft_x4")).module
+    (one,), _ = evaluate_model(model, split, 4, tile=0)
+    (tiled,), _ = evaluate_model(model, split, 4, tile=48)
+    assert abs(one["psnr"] - tiled["psnr"]) <= TILED_PSNR_DB and abs(one["ssim"] - tiled["ssim"]) <= TILED_SSIM

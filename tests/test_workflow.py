@@ -300,3 +300,18 @@ def test_interrupted_run_resumes(e2e, e2e_interrupt):
     for d in info["interrupted_runs"]:  # ... and the resumed run redid them
         assert (d / "model.safetensors").is_file() and (d / "adapt.json").is_file()
     assert (e2e / "results" / "summary.md").is_file()
+
+
+@pytest.mark.slow
+def test_readme_command_resumes_a_run_interrupted_while_a_job_writes(tmp_path, copy_project, ctrl_c):
+    """Ctrl-C while a job's output is on disk but not finished: Snakemake marks it incomplete. README's plain
+    command, run again, must redo that job (not stop with IncompleteFilesException) and finish."""
+    interrupt_when, incomplete_outputs, readme_command = ctrl_c
+    proj = copy_project(ROOT, tmp_path / "ioda")
+    shutil.copy(proj / ".test" / "config.yaml", proj / "params.yaml")
+    rc = interrupt_when(proj, tmp_path / "first.out", lambda: bool(incomplete_outputs(proj)))
+    left = incomplete_outputs(proj)
+    assert rc != 0 and left, "the run was not interrupted while a job's output was on disk"
+    proc = subprocess.run(readme_command, cwd=proj, env=ENV, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proj / "results" / "summary.md").is_file() and not incomplete_outputs(proj)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ioda.adapt.outputs import AUTO_TILE, AUTO_TILE_PIXELS, FINAL_OUTPUTS, clean_failed, identity, write_outputs
+from ioda.adapt.outputs import FINAL_OUTPUTS, clean_failed, identity, portable_ref, write_outputs
 from ioda.adapt.variants import IODA, VARIANTS, get_variant
 from ioda.config import defaults, schema
 from ioda.errors import IodaError
@@ -27,6 +27,7 @@ from ioda.files import ensure_writable_dir, sha256_file
 from ioda.imageio import image_arg, read_image
 from ioda.protocol import PROTOCOLS, get_protocol
 from ioda.runtime import resolve_device, seed_everything, setup_logging
+from ioda.tiles import AUTO_TILE, AUTO_TILE_PIXELS
 
 if TYPE_CHECKING:  # torch, the networks and the encoder are imported by main, when a run starts
     import torch
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
     p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
                    "by sorted name (how the workflow names a run's target image)")
-    p.add_argument("--index", type=int, nargs="+", default=[0],
+    p.add_argument("--index", type=int, nargs="+",
                    help="with --pool: which image, from 0 (default 0); several: each adapted in turn, with the "
                    "model, encoder and source pool loaded once, into --out-dir/img<I>/ (each equal to a run of its own)")
     p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
@@ -212,6 +213,18 @@ def _check_numbers(args) -> None:
         raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
 
 
+def _check_patch(loaded, variant, lr_patch: int) -> None:
+    """Before any training: the network runs on the LR patches the run will crop (asked of the network)."""
+    from ioda.archs.probe import runs_on, smallest_patch
+
+    if not variant.trains or runs_on(loaded.module, loaded.scale, lr_patch):
+        return
+    smallest = smallest_patch(loaded.module, loaded.scale)
+    accepts = f"the smallest patch it accepts is {smallest}" if smallest else "it runs on no patch up to 512 px"
+    raise IodaError(f"--lr-patch {lr_patch}: {loaded.path} cannot super-resolve a {lr_patch}x{lr_patch} LR patch; "
+                    f"{accepts}")
+
+
 def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
     """Before any work: the checkpoint a --resume continues is readable, ours, and made from this photo and
     model (the trainers check the settings and the label map again when they load it)."""
@@ -248,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
 
+    args.model_ref = portable_ref(args.model)  # as adapt.json records it: the registered name, or a portable path
     args.model = resolve_checkpoint(args.model)  # a registered name becomes its verified cached file
     loaded = load_model(args.model, preset=args.preset)  # refuses unrecognised / unsaveable networks before work
     scale = loaded.scale
     settings = adapt_settings(args, variant, device)  # flags checked above, presets by the params schema
+    _check_patch(loaded, variant, settings.lr_patch)
     # Only the direction loss crops the photo itself (finetune trains on target pairs, zssr shrinks its patch).
     for (photo_path, _, _), photo in zip(jobs, photos):
         if variant.direction and min(photo.shape[:2]) < settings.lr_patch:
@@ -303,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _jobs(args) -> list[tuple[Path, str | None, Path]]:
     """(photo, labels file, output folder) per run. Several --index values: one subfolder img<I> per image."""
-    indices = args.index
+    indices = args.index or [None]  # None: not given (image 0 of --pool)
     if args.photo is not None and len(indices) > 1:
         raise IodaError("--index: several images need --pool DIR instead of a photo path")
     if args.photo is not None or len(indices) == 1:

@@ -18,12 +18,11 @@ from ioda.errors import IodaError
 from ioda.files import write_json
 from ioda.imageio import write_image
 from ioda.protocol import get_protocol
+from ioda.tiles import auto_tile
 
 if TYPE_CHECKING:
     import torch
 
-# sr.png of a photo above this many LR pixels is computed tile by tile (peak memory independent of its size)
-AUTO_TILE_PIXELS, AUTO_TILE = 512 * 512, 256
 # outputs of a run: on failure only those this run created or replaced are removed
 FINAL_OUTPUTS = ("model.safetensors", "sr.png", "adapt.json", "curve.csv", "train_log.csv", "labels.npz",
                  "labels.json")
@@ -73,10 +72,23 @@ def clean_failed(out_dir: Path, before: dict, created: bool, keep=()) -> None:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def portable_ref(path) -> str:
+    """A file as adapt.json names it, meaningful on another machine: a registered name (craft_x4) or relative path
+    as given, a path inside the working directory relative to it, else the file name (its sha256 is recorded
+    next to it); never this machine's absolute path."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def tile_for(args, photo) -> int:
     if args.tile is not None:
         return args.tile
-    return AUTO_TILE if photo.shape[0] * photo.shape[1] > AUTO_TILE_PIXELS else 0
+    return auto_tile(photo.shape[0], photo.shape[1])
 
 
 def write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inputs) -> dict:
@@ -116,9 +128,9 @@ def write_outputs(args, shared, photo_path, photo, loaded, out_dir, result, inpu
         "variant": variant.to_dict(),
         "settings": {k: v for k, v in settings.to_dict().items() if k in used}
         | {"steps_preset": "json" if args.settings_json is not None else args.settings, "stacked_runs": args.stack},
-        "model": {"path": str(args.model), "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
+        "model": {"path": args.model_ref, "sha256": inputs["model"], "arch": loaded.arch, "preset": loaded.preset,
                   "scale": scale},
-        "photo": {"path": str(photo_path), "sha256": inputs["photo"],
+        "photo": {"path": portable_ref(photo_path), "sha256": inputs["photo"],
                   "width": photo.shape[1], "height": photo.shape[0]},
         "encoder": {"description": encoder_desc, "untrained": untrained},
         "seconds": stats.get("seconds"),  # adaptation only; evaluations in eval_seconds

@@ -131,6 +131,8 @@ def preset(name: str) -> dict:
 
 def _expected(sub: dict) -> str:
     """What a schema entry accepts, in words."""
+    if sub.get("$ref") == "#/$defs/real":  # a finite number: its own bounds are the entry's
+        sub = {"type": "number", **{k: v for k, v in sub.items() if k != "$ref"}}
     if "enum" in sub:
         return "one of " + ", ".join("null" if v is None else str(v) for v in sub["enum"])
     if sub.get("type") == "array":
@@ -155,7 +157,8 @@ def check_value(value, key: str, label: str) -> None:
     import jsonschema
 
     sub = {**_adapt_leaves(), "run.seed": schema()["properties"]["run"]["properties"]["seed"]}[key]
-    if next(jsonschema.Draft202012Validator(sub).iter_errors(value), None) is not None:
+    checked = {**sub, "$defs": schema()["$defs"]}  # entries refer to shared definitions (a finite number)
+    if next(jsonschema.Draft202012Validator(checked).iter_errors(value), None) is not None:
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
         raise IodaError(f"{label} must be {_expected(sub)}, got {shown}")
 

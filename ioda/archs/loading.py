@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,27 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return sd, meta
 
 
+_SIZE_MISMATCH = re.compile(r"size mismatch for ([^:]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) "
+                            r"from checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)")
+
+
+def _load_error(err: BaseException) -> str:
+    """One line from a failed load: torch's load_state_dict puts the tensor and the shapes on the lines after
+    "Error(s) in loading state_dict for X:", so the first of those details is said, shapes as tuples."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__
+    m = _SIZE_MISMATCH.search(text)
+    if m:
+        shape = lambda s: str(tuple(int(v) for v in s.split(",") if v.strip()))  # noqa: E731
+        more = len(_SIZE_MISMATCH.findall(text)) - 1
+        return (f"tensor {m.group(1)} has shape {shape(m.group(2))} in the file, the network built from it expects "
+                f"{shape(m.group(3))}" + (f"; {more} more tensors differ" if more else ""))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+    return detail[:300]
+
+
 def _detect(sd: dict[str, torch.Tensor], path: Path) -> tuple[str, int, nn.Module]:
     _ensure_registry()
     from spandrel import MAIN_REGISTRY, UnsupportedModelError
@@ -165,8 +187,7 @@ def _detect(sd: dict[str, torch.Tensor], path: Path) -> tuple[str, int, nn.Modul
         raise IodaError(f"{path}: architecture not recognised (no spandrel architecture matches "
                         f"these weights)") from None
     except (KeyError, RuntimeError, ValueError, IndexError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise IodaError(f"{path}: inconsistent weights, cannot build the network ({first[:200]})") from None
+        raise IodaError(f"{path}: inconsistent weights, cannot build the network ({_load_error(err)})") from None
     from spandrel import ImageModelDescriptor
 
     # ioda feeds RGB images and nothing else: refuse inpainting (image + mask) and grey/RGBA networks up front

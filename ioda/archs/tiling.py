@@ -9,7 +9,10 @@ no blending). What to expect:
 - SAFMN: its multi-scale branch max-pools on a grid anchored at the window origin and sees context up
   to the whole window, so tiles differ slightly from whole-image inference (small, shrinking with overlap);
 - HAT / SRFormer: attention windows (and shifted windows) are laid from the window origin, so partitions
-  differ from the untiled run; with overlap >= one attention window the differences are small but not zero.
+  differ from the untiled run unless a window starts on the whole image's window grid: the overlap is rounded
+  up to a multiple of the attention window (and a tile size that is one, e.g. 256, keeps the grid), so only the
+  border windows, shifted inwards, are off the grid; with overlap >= one attention window the differences are
+  small but not zero.
   Windows are rounded up to a multiple of the attention window so the network does not reflect-pad tiles
   (the nets pad internally to that multiple otherwise; spandrel's HAT/SRFormer crop the padding back off).
 Memory: one batch of `batch` windows of activations at a time; only the output image is whole-size.
@@ -26,6 +29,7 @@ import numpy as np
 
 import torch
 from torch import nn
+
 
 
 def _window_multiple(model: nn.Module) -> int:
@@ -45,7 +49,12 @@ def _window(core: int, core_len: int, overlap: int, win: int, length: int) -> in
 
 
 def tile_plan(h: int, w: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, int, list[tuple[int, int, int, int, int, int]]]:
-    """(win_h, win_w, [(core_y, core_x, core_h, core_w, win_y, win_x), ...]) for an h x w image."""
+    """(win_h, win_w, [(core_y, core_x, core_h, core_w, win_y, win_x), ...]) for an h x w image.
+
+    The overlap is rounded up to a multiple of `multiple` (the attention window): with a tile size that is one
+    too, every window not shifted inwards at the border starts on the whole image's window grid, so attention
+    windows partition a tile as they partition the whole image (instead of all shifted by the overlap)."""
+    overlap = math.ceil(overlap / multiple) * multiple
     def win_len(length: int) -> int:
         n = tile + 2 * overlap
         n = math.ceil(n / multiple) * multiple

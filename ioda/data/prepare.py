@@ -30,6 +30,7 @@ from ioda.data import demo as demo_mod
 from ioda.data.degradations import degrade, resolve_spec
 from ioda.data.download import download, safe_extract, verify_manual
 from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, pinned_files, weights_listing
+from ioda.data.imresize import imresize
 from ioda.data.paired import match_folders, parse_paired_spec
 from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
 from ioda.errors import IodaError
@@ -192,11 +193,18 @@ def build_paired(entry: DatasetEntry, pairs: list, tmp: Path) -> dict:
     spec = entry.paired
     scale = spec["scale"]
     rows = []
+    at_hr_size = spec["lr_size"] == "hr_size"
     for stem, hr_path, lr_path in tqdm(pairs, desc="paired_folders", disable=not progress_enabled()):
-        row = _write_pair(tmp, "test", stem, read_image(hr_path), read_image(lr_path), scale)
+        hr, lr = read_image(hr_path), read_image(lr_path)
+        if at_hr_size:  # LR stored at HR size: both cropped to a multiple of the scale, LR to its true size
+            h, w = hr.shape[0] // scale * scale, hr.shape[1] // scale * scale
+            hr, lr = hr[:h, :w], imresize(lr[:h, :w], 1 / scale)
+        row = _write_pair(tmp, "test", stem, hr, lr, scale)
         row.update(source_hr=str(hr_path), source_lr=str(lr_path))
         rows.append(row)
+    resized = {"lr_resized": "MATLAB bicubic imresize(LR, 1/scale) after cropping to a multiple of the scale"}
     return {"degradation": None, "scale": scale, "hr_dir": str(spec["hr"]), "lr_dir": str(spec["lr"]),
+            "lr_size": spec["lr_size"], **(resized if at_hr_size else {}),
             "splits": {"test": {"count": len(rows), "files": rows}}}
 
 
@@ -269,7 +277,8 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
     if entry.kind == "paired" and entry.paired is None:
         raise IodaError("paired_folders: --spec '{hr: HR_DIR, lr: LR_DIR, scale: 4}' is required")
     if entry.kind == "paired":
-        pairs = match_folders(entry.paired["hr"], entry.paired["lr"], entry.scale)  # every problem before any work
+        pairs = match_folders(entry.paired["hr"], entry.paired["lr"], entry.scale,
+                              entry.paired["lr_size"])  # every problem before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")  # umask-respecting, unlike mkdtemp
     with removed_on_failure(tmp):

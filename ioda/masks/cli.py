@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ioda masks", description=__doc__)
     p.add_argument("image", nargs="?", help="target LR image")
     p.add_argument("--pool", help="instead of IMAGE: the --index-th image (by sorted name) of this folder")
-    p.add_argument("--index", type=int, default=0, help="with --pool: which image, from 0 (default 0)")
+    p.add_argument("--index", type=int, help="with --pool: which image, from 0 (default 0)")
     p.add_argument("--out", required=True, help="label map to write (.npz; a .json sidecar is written next to it)")
     p.add_argument("--source", choices=("superpixel", "sam"), default="superpixel",
                    help="instance source (default superpixel: offline; sam needs a checkpoint)")

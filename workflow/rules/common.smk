@@ -7,6 +7,8 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -310,3 +312,32 @@ def figure_inputs(wc):
             for v in cell["variants"]
         ]
     return inputs
+
+
+def record_in_dvc():
+    """After a complete run of params.yaml, `dvc commit` records its outputs in DVC's cache and dvc.lock, as
+    `dvc repro` does. Why: `dvc exp run` first checks out what dvc.lock records, deleting outputs it cannot
+    find in the cache, so the first experiment after a plain `snakemake` would recompute everything, data
+    and pre-training included. --no-relink leaves the files (and the mtimes Snakemake compares) as they are.
+    Skipped inside a DVC stage (dvc repro records it), for another --configfile, --config overrides or
+    partial targets (dvc.lock describes the full run of params.yaml), and outside a git clone with DVC."""
+    dag = workflow.dag_settings
+    if (
+        os.environ.get("DVC_STAGE")
+        or workflow.overwrite_configfiles
+        or workflow.config_settings.config
+        or set(dag.targets) - {"all"}
+        or dag.until
+        or dag.omit_from
+        or not (os.path.isdir(".dvc") and os.path.exists(".git") and os.path.isfile("dvc.yaml"))
+    ):
+        return
+    cmd = [sys.executable, "-m", "dvc", "commit", "--force", "--no-relink", "--quiet"]
+    print(f"Recording the outputs in DVC's cache and dvc.lock: {shlex.join(cmd[1:])}", file=sys.stderr)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(
+            "warning: dvc commit failed; run it by hand before `dvc exp run` (which would otherwise "
+            f"recompute every stage): {' '.join(done.stderr.split())[:300]}",
+            file=sys.stderr,
+        )
