@@ -294,7 +294,7 @@ def test_tiled_evaluation_scores_equal_the_one_pass_within_the_stated_tolerance(
 
 
 def test_evaluate_tiles_by_default_above_the_size(tmp_path, monkeypatch):
-    import ioda.archs.tiling as tiling
+    import ioda.tiles as tiles
 
     split = _photo_split(tmp_path / "s", 100)
     ckpt = tmp_path / "m.safetensors"
@@ -306,7 +306,7 @@ def test_evaluate_tiles_by_default_above_the_size(tmp_path, monkeypatch):
                          "--out-json", f"{out}.json", "--device", "cpu", *extra]) == 0
         return Path(f"{out}.csv").read_text(), json.loads(Path(f"{out}.json").read_text())["tile"]
 
-    monkeypatch.setattr(tiling, "AUTO_TILE_PIXELS", 50 * 50)  # the 100 x 100 LR photo is now "large"
-    monkeypatch.setattr(tiling, "AUTO_TILE", 32)
+    monkeypatch.setattr(tiles, "AUTO_TILE_PIXELS", 50 * 50)  # the 100 x 100 LR photo is now "large"
+    monkeypatch.setattr(tiles, "AUTO_TILE", 32)
     auto, tile = scores("auto")
     assert tile == "auto" and auto == scores("t32", "--tile", "32")[0] != scores("whole", "--tile", "0")[0]

@@ -273,7 +273,8 @@ def test_row5_read_only_out_dir_or_parent_refused_before_step_1(world, tmp_path)
 
 
 def test_row6_uint8_tiles_equal_the_float_path_and_big_photos_tile_by_default():
-    from ioda.adapt.outputs import AUTO_TILE, AUTO_TILE_PIXELS, tile_for as _tile_for
+    from ioda.adapt.outputs import tile_for as _tile_for
+    from ioda.tiles import AUTO_TILE, AUTO_TILE_PIXELS
     from ioda.archs.tiling import upscale_image
 
     model = build_model("safmn_tiny", seed=0).eval()
