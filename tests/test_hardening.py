@@ -550,21 +550,43 @@ def test_16bit_png_cli_says_one_line_exit_2(tmp_path, capsys):
 
 
 def test_lr_patch_below_what_the_network_accepts_refused_before_any_work(world, tmp_path):
-    model = load_model(world["ckpt"]).module
+    """Below the schema's minimum: refused by the settings check; above it, a network that cannot run the patch
+    (asked of the network: here one that needs 12 px) is refused naming the smallest patch it accepts."""
+    from types import SimpleNamespace
+
+    from ioda.adapt.cli import _check_patch
+    from ioda.adapt.variants import get_variant
+
+    out = tmp_path / "o"
+    msg = _refused(_args(world, out, "--lr-patch", "3"))
+    assert "--lr-patch" in msg and "3" in msg and not out.exists()
+
+    class NeedsTwelve(torch.nn.Module):  # a pyramid that pools by 12 (like SAFMN's, deeper)
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            if min(x.shape[-2:]) < 12:
+                raise RuntimeError("input smaller than the pooling window")
+            return torch.nn.functional.interpolate(self.conv(x), scale_factor=4)
 
     def runs(p):  # independently of ioda: one forward of a p x p patch, output p x scale
         try:
             with torch.no_grad():
-                return model(torch.zeros(1, 3, p, p)).shape[-2:] == (4 * p, 4 * p)
-        except Exception:  # noqa: BLE001
+                return NeedsTwelve()(torch.zeros(1, 3, p, p)).shape[-2:] == (4 * p, 4 * p)
+        except RuntimeError:
             return False
 
-    out = tmp_path / "o"
-    msg = _refused(_args(world, out, "--lr-patch", "3"))
-    assert "--lr-patch 3" in msg and not out.exists()
+    loaded = SimpleNamespace(module=NeedsTwelve(), scale=4, path="needs12.pth")
+    with pytest.raises(IodaError) as err:
+        _check_patch(loaded, get_variant("ioda"), 9)
+    msg = str(err.value)
+    assert "--lr-patch 9" in msg and "needs12.pth" in msg and "\n" not in msg
     smallest = int(msg.split("smallest patch it accepts is ")[1].split()[0].strip(";,.)"))
-    assert runs(smallest) and not runs(smallest - 1) and not runs(3)
-    assert adapt_main(_args(world, out, "--lr-patch", str(smallest))) == 0
+    assert smallest == 12 and runs(smallest) and not runs(smallest - 1)
+    _check_patch(loaded, get_variant("ioda"), smallest)  # accepted
+    _check_patch(loaded, get_variant("baseline"), 9)  # nothing to train: no patch to crop
 
 
 class _SystemCall:
