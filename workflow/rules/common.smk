@@ -296,3 +296,14 @@ def figure_inputs(wc):
             for v in cell["variants"]
         ]
     return inputs
+
+
+# ---- stand-in runs (run.standins) --------------------------------------------------------------------
+def masks_inputs(wc):
+    """The target dataset's manifest; in a stand-in run, every label map but the first also takes the first
+    one, which it reuses (`ioda masks --reuse-labels`: SAM vit_h costs minutes per image on a CPU)."""
+    inputs = {"data": str(PLAN.manifest(wc.dataset))}
+    first = PLAN.masks_needed()[0]
+    if config["run"]["standins"] and (wc.dataset, int(wc.index)) != first:
+        inputs["reuse"] = str(PLAN.labels(*first))
+    return inputs
