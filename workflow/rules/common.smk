@@ -207,6 +207,7 @@ def masks_options():
         opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
         opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
         opts += ["--paint", PROTOCOL.paint]  # overlapping SAM masks: the protocol's painting order
+        opts += ["--points-per-side", m["points_per_side"]]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 

@@ -2,6 +2,8 @@
 
 
 rule prepare:
+    input:
+        preflight=ancient(f"{RES}/preflight.json"),
     output:
         manifest=f"{DATA}/{{dataset}}/manifest.json",
     log:
