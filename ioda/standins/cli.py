@@ -14,13 +14,14 @@ import logging
 from pathlib import Path
 
 from ioda.config import load_config
+from ioda.data.assets import WEIGHTS
 from ioda.data.registry import get_entry
 from ioda.errors import IodaError
 from ioda.files import sha256_file, write_json
 from ioda.runtime import setup_logging
 from ioda.standins import datasets as ds
 from ioda.standins import weights as ws
-from ioda.standins.guard import RECORD, record_path
+from ioda.standins.guard import record_path
 
 LOG = logging.getLogger("ioda")
 HF_CACHE = "standins/hf-hub"
@@ -48,8 +49,8 @@ def write_all(cfg: dict, root: Path, seed: int = 0, n_train: int = 3, n_test: in
         files.append(path)
 
     known = _known(root) if skip_existing else set()
-    for name, bb in cfg["backbones"].items():
-        if bb.get("preset") and bb.get("weights") and not bb["weights"].startswith(("craft", "ditn")):
+    for bb in cfg["backbones"].values():  # registered weights (craft_x4, ...) are real pinned files: none needed
+        if bb.get("preset") and bb.get("weights") and bb["weights"] not in WEIGHTS:
             weight(bb["weights"], ws.write_backbone, bb["preset"])
     enc = cfg["encoder"]
     weight(enc.get("alpha_weights"), ws.write_alpha_clip, enc["name"])
