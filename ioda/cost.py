@@ -94,7 +94,7 @@ def jobs_of(plan: Plan, timings: dict) -> list[Job]:
         if (backbone, target) not in eval_cache:
             s, why = _figure(timings, "eval_mpix", presets[backbone])
             mp = test_mpix(plan, target)
-            if mp is None:
+            if mp is None and s is not None:
                 s, why = None, f"test-set size of {target} unknown (prepare it first)"
             eval_cache[(backbone, target)] = (None if s is None else s * mp, why)
         return eval_cache[(backbone, target)]
