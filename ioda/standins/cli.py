@@ -39,6 +39,8 @@ def write_all(cfg: dict, root: Path, seed: int = 0, n_train: int = 3, n_test: in
         LOG.info("stand-in dataset %s -> %s", name, raw / get_entry(name).folder)
         files += ds.write_dataset(name, raw, seed, n_train, n_test)
 
+    known = _known(root) if skip_existing else set()  # recorded by an earlier call: not written again
+
     def weight(rel: str | None, writer, *args) -> None:
         if not rel:
             return
@@ -48,7 +50,6 @@ def write_all(cfg: dict, root: Path, seed: int = 0, n_train: int = 3, n_test: in
             writer(*args, path, seed)
         files.append(path)
 
-    known = _known(root) if skip_existing else set()
     for bb in cfg["backbones"].values():  # registered weights (craft_x4, ...) are real pinned files: none needed
         if bb.get("preset") and bb.get("weights") and bb["weights"] not in WEIGHTS:
             weight(bb["weights"], ws.write_backbone, bb["preset"])
