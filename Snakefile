@@ -24,13 +24,17 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/preflight.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+
+
+# Before the first job: free disk, the device's memory for the largest job, no stand-in without run.standins.
+onstart:
+    preflight()
 
 
 rule all:

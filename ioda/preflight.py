@@ -167,9 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     report = check(load_config(args.config), timings, args.device)
     if args.out:
         write_json(args.out, report)
+    print(summary_line(report))
+    return 0
+
+
+def summary_line(report: dict) -> str:
     d, m = report["disk"], report["device_memory"]
-    print(f"preflight ok: {d['path']} {d['free_gib']:.1f} GiB free, the run writes about {d['need_gib']:.1f} GiB"
+    return (f"preflight ok: {d['path']} {d['free_gib']:.1f} GiB free, the run writes about {d['need_gib']:.1f} GiB"
           + (f" (not estimated: {', '.join(d['not_estimated'])})" if d["not_estimated"] else "")
           + f"; {m['device']}: " + (m.get("note") or f"{m['total_mib'] / 1024:.1f} GiB, {m.get('job') or '?'} needs "
                                     + (f"{m['need_mib'] / 1024:.1f} GiB" if m.get("need_mib") else "unknown")))
-    return 0

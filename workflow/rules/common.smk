@@ -308,3 +308,16 @@ def masks_inputs(wc):
     if config["run"]["standins"] and (wc.dataset, int(wc.index)) != first:
         inputs["reuse"] = str(PLAN.labels(*first))
     return inputs
+
+
+def preflight():
+    """`ioda preflight` on this run's config, in Snakemake's process when the run starts (not on dry runs): a job
+    of its own would sit upstream of every job and, rerun on each config change, hide their own changes from
+    Snakemake's rerun checks. What is missing stops the run with one line."""
+    from ioda.preflight import DEFAULT_TIMINGS, check, summary_line
+
+    timings = json.loads(DEFAULT_TIMINGS.read_text()) if DEFAULT_TIMINGS.is_file() else None
+    try:
+        print(summary_line(check(config, timings)), flush=True)
+    except IodaError as err:
+        raise WorkflowError(str(err))

@@ -2,8 +2,6 @@
 
 
 rule prepare:
-    input:
-        preflight=ancient(f"{RES}/preflight.json"),
     output:
         manifest=f"{DATA}/{{dataset}}/manifest.json",
     log:
