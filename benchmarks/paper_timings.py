@@ -5,7 +5,7 @@ the GPU benchmark files (never one device's figures derived from another's).
     python benchmarks/paper_timings.py --assemble-gpu         # from adapt_step-paper-cuda.json -> timings-cuda.json
     python benchmarks/paper_timings.py --device cuda          # measure on a GPU -> timings-cuda.json
 
-Measured (one warm-up, then the median of --repeats):
+Measured (one warm-up unless --no-warmup, then the median of --repeats):
 - pretrain_step: one supervised L1 step (SR forward + backward + Adam) of each pre-trained preset at the
   config's pretrain batch and LR patch (data loading not included);
 - finetune_step / zssr_step: the same supervised step at the adaptation batch and LR patch (both baselines take
@@ -38,9 +38,13 @@ from ioda.plan import Plan
 OUT = Path(__file__).resolve().parent / "out"
 
 
+WARMUP = True
+
+
 def _timed(fn, repeats: int, sync) -> float:
-    fn()
-    sync()
+    if WARMUP:
+        fn()
+        sync()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -152,8 +156,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-sam", action="store_true")
     ap.add_argument("--note", default="", help="measurement conditions (machine load, ...)")
+    ap.add_argument("--no-warmup", action="store_true", help="time the first call (slow CPUs: steps of seconds)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    global WARMUP
+    WARMUP = not args.no_warmup
     np.random.seed(0)
     torch.manual_seed(0)
     if args.assemble_gpu:

@@ -25,7 +25,8 @@ def mark_figure(cfg: dict, fig) -> None:
     """A stand-in run's figure: the banner as the first line of its title."""
     if cfg["run"].get("standins"):
         old = fig.get_suptitle()
-        fig.suptitle(BANNER.replace("; ", ";\n") + (f"\n{old}" if old else ""), fontsize=9, color="darkred")
+        fig.suptitle(BANNER.replace("; ", ";\n") + (f"\n{old}" if old else ""), fontsize=9, color="darkred",
+                     y=1.0, va="bottom")  # above the axes titles (figures are saved with a tight bbox)
 
 
 def record_path(root: str | os.PathLike) -> Path:
