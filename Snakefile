@@ -33,6 +33,11 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Before the first job: free disk, the device's memory for the largest job, no stand-in without run.standins.
+onstart:
+    preflight()
+
+
 # dvc.lock and DVC's cache follow a complete plain run, so `dvc exp run` keeps what it did (common.smk)
 onsuccess:
     record_in_dvc()

@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIP = {".git", ".venv", "data", "raw", "results", "logs", ".snakemake", ".dvc", ".pytest_cache", "__pycache__", "out"}
+SKIP = {".git", ".venv", "data", "raw", "results", "weights", "standins", "logs", ".snakemake", ".dvc", ".pytest_cache", "__pycache__", "out"}
 
 
 def copy_project(src: Path, dst: Path) -> Path:

@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("ioda.report.tables", "write the paper's tables as CSV, Markdown and LaTeX"),
     "figures": ("ioda.report.figures", "draw the paper's figures (PNG and PDF)"),
     "report": ("ioda.report.summary", "write results/summary.md"),
+    "standins": ("ioda.standins.cli", "stand-in datasets and weights (official layouts, synthetic/random) for a config"),
+    "plan": ("ioda.cost", "projected device-hours of a config from measured timings, and its critical path"),
+    "preflight": ("ioda.preflight", "check free disk and device memory before a config's long jobs"),
 }
 
 

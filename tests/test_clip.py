@@ -11,6 +11,7 @@ import torch
 from ioda.clip import build_encoder
 from ioda.clip.preprocess import prepare_alpha, prepare_image
 from ioda.errors import IodaError
+from ioda.standins.weights import released_alpha_layout
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +27,7 @@ def _reference(enc, name):
     return ref.eval().requires_grad_(False)
 
 
-def _released_layout(visual_state):
-    """Our visual state dict renamed to Alpha-CLIP's release layout (module. prefix, attn.in_proj.*)."""
-    out = {}
-    for k, v in visual_state.items():
-        k = k.replace("attn.in_proj_weight", "attn.in_proj.weight").replace("attn.in_proj_bias", "attn.in_proj.bias")
-        out["module." + k] = v.clone()
-    return out
+_released_layout = released_alpha_layout  # Alpha-CLIP's release layout (module. prefix, attn.in_proj.*)
 
 
 def test_tiny_zero_alpha_equals_open_clip(tiny):

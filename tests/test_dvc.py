@@ -35,7 +35,7 @@ def _has_key(cfg: dict, dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("params_file", ["params.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("params_file", ["params.yaml", ".test/config.yaml", "config/paper.yaml"])
 def test_every_dvc_param_is_spelled_out_in_the_params_file(params_file):
     """DVC reads params.yaml literally (no schema defaults): every key a stage lists must be there."""
     cfg = yaml.safe_load((ROOT / params_file).read_text())

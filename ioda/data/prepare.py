@@ -266,9 +266,14 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 
 def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data", seed: int = 0,
-            spec: dict | None = None) -> Path:
-    """Build dataset `name` into `out`; returns the manifest path."""
+            spec: dict | None = None, standins: bool = False) -> Path:
+    """Build dataset `name` into `out`; returns the manifest path. standins: accept stand-in raw files
+    (`ioda standins`: any number of images instead of the published counts; the manifest says so)."""
     entry = apply_spec(get_entry(name), spec or {})
+    if standins:
+        from ioda.standins.datasets import relaxed_entry
+
+        entry = relaxed_entry(entry)
     out, root = Path(out), Path(root)
     if out.exists() and not out.is_dir():
         raise IodaError(f"{out}: exists and is not a folder (expected the dataset output folder)")
@@ -301,6 +306,8 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
             "license": entry.license,
             **body,
         }
+        if standins:
+            manifest["standins"] = True
         if entry.kind in ("download", "manual", "pinned"):
             manifest["source_root"] = str(root / entry.folder)
         if entry.kind == "pinned":
@@ -355,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default: 0)")
     ap.add_argument("--spec", help="override entry parameters: YAML/JSON mapping or a file, "
                     "e.g. '{degradation: {jpeg_quality: 90}, tile: 128}'")
+    ap.add_argument("--standins", action="store_true",
+                    help="accept stand-in raw files (ioda standins): image counts not checked; the manifest says so")
     ap.add_argument("--log", help="also log to this file")
     ap.add_argument("--list", action="store_true", help="list the registered datasets and weights and exit")
     args = ap.parse_args(argv)
@@ -370,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         path = fetch_weights(args.name, args.out)
         print(f"{args.name}: wrote {path} (sha256 {WEIGHTS[args.name].file.sha256})")
         return 0
-    manifest = prepare(args.name, args.out, args.root, args.seed, parse_spec(args.spec))
+    manifest = prepare(args.name, args.out, args.root, args.seed, parse_spec(args.spec), args.standins)
     counts = {s: v["count"] for s, v in json.loads(manifest.read_text())["splits"].items()}
     print(f"{args.name}: wrote {manifest.parent} ({', '.join(f'{s}: {n}' for s, n in counts.items())})")
     return 0

@@ -12,7 +12,7 @@ from ioda.config import defaults
 from ioda.errors import IodaError
 from ioda.imageio import IMAGE_SUFFIXES, image_arg, read_image, write_image
 from ioda.masks.labelmap import DEFAULT_MIN_AREA, PAINT_ORDERS
-from ioda.masks.labels import cached_label_map, sidecar_path
+from ioda.masks.labels import cached_label_map, load_label_map, sidecar_path
 from ioda.masks.sam import SAM_CHECKPOINTS
 from ioda.masks.superpixel import METHODS
 from ioda.runtime import setup_logging
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="recompute even if a matching cache exists")
     p.add_argument("--preview", help="also write the label map coloured over the image (PNG)")
+    p.add_argument("--reuse-labels", metavar="NPZ", help="stand-in runs only: take this label map (resized to the "
+                   "image) instead of computing one; the sidecar records it")
     p.add_argument("--log", help="append the log to this file")
     return p
 
@@ -78,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         params = {"method": args.superpixel_method, "n_segments": args.n_segments,
                   "segment_area": args.segment_area, "min_area": args.min_area}
-    labels, meta = cached_label_map(image, out, args.source, params, reuse=not args.force)
+    if args.reuse_labels:
+        from ioda.standins.masks import reuse_label_map
+
+        meta = reuse_label_map(image, args.reuse_labels, out)
+        labels = load_label_map(out)
+        LOG.warning("%s: label map reused from %s (stand-in run)", out, args.reuse_labels)
+    else:
+        labels, meta = cached_label_map(image, out, args.source, params, reuse=not args.force)
     LOG.info("%s: %d instances (%s) -> %s + %s", image, meta["count"], args.source, out, sidecar_path(out).name)
     if args.preview:
         write_image(args.preview, colour_labels(read_image(image), labels))

@@ -35,6 +35,7 @@ from ioda.report.cli import report_parser
 from ioda.plan import Plan, Run  # noqa: E402
 from ioda.report.tables import METHOD, read_cells  # noqa: E402
 from ioda.runtime import progress_enabled, resolve_device, seed_everything, setup_logging  # noqa: E402
+from ioda.standins.guard import mark_figure  # noqa: E402
 
 LOG = logging.getLogger("ioda.report")
 FIGURES = ("fig1_bars", "fig4_tsne", "fig8_visuals", "curves", "paired")
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     log = setup_logging(args.log)
     plan = Plan(load_config(args.config))
     fig = BUILDERS[args.figure](plan)
+    mark_figure(plan.cfg, fig)
     paths = save_figure(fig, Path(args.out_dir) if args.out_dir else plan.figures_dir(), args.figure)
     log.info("wrote %s", ", ".join(map(str, paths)))
     return 0

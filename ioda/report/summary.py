@@ -19,6 +19,7 @@ from ioda.report.tables import STAT_LABEL
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
 from ioda.runtime import setup_logging
+from ioda.standins.guard import BANNER
 
 FIGURE_CAPTIONS = {
     "fig1_bars": "Fig. 1 — PSNR of the source model vs + IODA per backbone",
@@ -106,6 +107,8 @@ def render(plan: Plan, out: Path) -> str:
     runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
     untrained = bool(runs["untrained_encoder"].astype(bool).any()) if len(runs) else False
     lines = [f"# IODA reproduction — {cfg['run']['name']}", ""]
+    if cfg["run"]["standins"]:
+        lines = [f"> **{BANNER}**", ""] + lines
     if not cfg["run"]["paper"] or untrained:
         lines += [
             "> **This is not the paper's experiment.** "

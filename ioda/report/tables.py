@@ -381,8 +381,13 @@ def read_cells(path: str | Path) -> pd.DataFrame:
 
 
 def build_tables(plan: Plan, cells: pd.DataFrame) -> list[Table]:
+    from ioda.standins.guard import banner_first
+
     b = Builder(plan, cells)
-    return [b.build(name) for name in sorted(plan.tables)]
+    tables = [b.build(name) for name in sorted(plan.tables)]
+    for t in tables:
+        t.title = banner_first(plan.cfg, t.title)
+    return tables
 
 
 def write_tables(tables: list[Table], out_dir: Path) -> list[Path]:

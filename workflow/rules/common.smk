@@ -230,6 +230,7 @@ def masks_options():
         opts += ["--sam-model", m["sam_model"], "--device", DEVICE]
         opts += ["--sam-checkpoint", m["sam_checkpoint"]] if m["sam_checkpoint"] else []
         opts += ["--paint", PROTOCOL.paint]  # overlapping SAM masks: the protocol's painting order
+        opts += ["--points-per-side", m["points_per_side"]]
     return " ".join(shlex.quote(str(x)) for x in opts)
 
 
@@ -341,3 +342,27 @@ def record_in_dvc():
             f"recompute every stage): {' '.join(done.stderr.split())[:300]}",
             file=sys.stderr,
         )
+
+
+# ---- stand-in runs (run.standins) --------------------------------------------------------------------
+def masks_inputs(wc):
+    """The target dataset's manifest; in a stand-in run, every label map but the first also takes the first
+    one, which it reuses (`ioda masks --reuse-labels`: SAM vit_h costs minutes per image on a CPU)."""
+    inputs = {"data": str(PLAN.manifest(wc.dataset))}
+    first = PLAN.masks_needed()[0]
+    if config["run"]["standins"] and (wc.dataset, int(wc.index)) != first:
+        inputs["reuse"] = str(PLAN.labels(*first))
+    return inputs
+
+
+def preflight():
+    """`ioda preflight` on this run's config, in Snakemake's process when the run starts (not on dry runs): a job
+    of its own would sit upstream of every job and, rerun on each config change, hide their own changes from
+    Snakemake's rerun checks. What is missing stops the run with one line."""
+    from ioda.preflight import DEFAULT_TIMINGS, check, summary_line
+
+    timings = json.loads(DEFAULT_TIMINGS.read_text()) if DEFAULT_TIMINGS.is_file() else None
+    try:
+        print(summary_line(check(config, timings)), flush=True)
+    except IodaError as err:
+        raise WorkflowError(str(err))

@@ -19,5 +19,7 @@ rule prepare:
         root=config["run"]["raw_dir"],
         seed=config["run"]["seed"],
         spec=lambda wc: spec_option(wc.dataset),
+        standins="--standins" if config["run"]["standins"] else "",
     shell:
-        "python -m ioda prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} {params.spec} > {log} 2>&1"
+        "python -m ioda prepare {wildcards.dataset} --out {params.out} --root {params.root} --seed {params.seed} "
+        "{params.spec} {params.standins} > {log} 2>&1"
