@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import read_json
-from ioda.plan import NEEDS_LABELS, Plan, Run
+from ioda.adapt.variants import VARIANTS
+from ioda.plan import Plan, Run
 
 # Nominal LR size of each paper target's test split (published image sizes / 4, times the image count);
 # RealSR's image sizes vary and are not published per camera, so they are missing until the data is prepared.
@@ -105,9 +106,11 @@ def jobs_of(plan: Plan, timings: dict) -> list[Job]:
         runs = plan.run_ids(task, v)
         ev, ev_why = eval_pass(b, t["target"])
         cell = f"{b}/{task}/{v}"
-        if v != "baseline":
-            kind, steps = {"finetune": ("finetune_step", a["finetune_steps"]),
-                           "zssr": ("zssr_step", a["zssr_steps"])}.get(v, ("adapt_step", a["steps"]))
+        variant = VARIANTS[v]
+        if variant.trains:
+            # the supervised baselines have a step figure of their own (finetune_step, zssr_step)
+            kind = f"{variant.method}_step" if variant.supervised else "adapt_step"
+            steps = _get(a, variant.steps_key)
             s, why = _figure(timings, kind, presets[b], {"batch": a["batch_size"], "lr_patch": a["lr_patch"]})
             total = None if s is None else s * steps * len(runs)
             if plan.evaluates(Run(task, b, v, runs[0])):  # the test set every eval_every steps, step 0 included
@@ -116,13 +119,21 @@ def jobs_of(plan: Plan, timings: dict) -> list[Job]:
                     total = (total or 0.0) + ev * passes * len(runs)
                 why = why or (f"evaluations along the way: {ev_why}" if ev is None else "")
             deps = [pre] + [f"masks/{t['target']}/img{i}" for i in range(len(runs))
-                            if f"masks/{t['target']}/img{i}" in mask_names and v in NEEDS_LABELS]
-            jobs.append(Job({"adapt_step": "adapt", "finetune_step": "adapt (finetune)", "zssr_step": "adapt (zssr)"}[kind], f"adapt/{cell}", total, deps, why))
+                            if f"masks/{t['target']}/img{i}" in mask_names and variant.needs_labels]
+            rule = f"adapt ({variant.method})" if variant.supervised else "adapt"
+            jobs.append(Job(rule, f"adapt/{cell}", total, deps, why))
             eval_deps = [f"adapt/{cell}"]
         else:
             eval_deps = [pre]
         jobs.append(Job("evaluate", f"evaluate/{cell}", None if ev is None else ev * len(runs), eval_deps, ev_why))
     return jobs
+
+
+
+def _get(section: dict, dotted: str):
+    for part in dotted.split("."):
+        section = section[part]
+    return section
 
 
 def makespan(jobs: list[Job], devices: int) -> float:

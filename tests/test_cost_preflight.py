@@ -13,7 +13,8 @@ from ioda import cli
 from ioda.config import paper_config
 from ioda.cost import Job, critical_path, jobs_of, makespan, render
 from ioda.errors import IodaError
-from ioda.plan import DIRECTION_VARIANTS, Plan
+from ioda.adapt.variants import VARIANTS
+from ioda.plan import Plan
 from ioda import preflight
 
 A = paper_config()["adapt"]
@@ -32,10 +33,10 @@ def test_adaptation_hours_are_steps_times_the_measured_step():
     t = timings(adapt_step={"safmn_l": step(1.0), "hat": step(2.0), "srformer": step(3.0)})
     jobs = {j.name: j for j in jobs_of(plan, t)}
     per = {"safmn_l": 1.0, "hat": 2.0, "srformer": 3.0}
-    direction = [(task, b, v) for task, b, v in plan.cells() if v in DIRECTION_VARIANTS]
+    direction = [(task, b, v) for task, b, v in plan.cells() if VARIANTS[v].direction]
     for task, b, v in direction:
         j = jobs[f"adapt/{b}/{task}/{v}"]
-        assert j.seconds == pytest.approx(A["steps"] * per[b] * plan.tasks[task]["targets"])
+        assert j.seconds == pytest.approx(A["steps"] * per[b] * plan.tasks[task]["n_images"])
         assert "evaluations along the way" in j.why  # no eval figure: left out, and said
     assert jobs["adapt/safmn_l/canon/finetune"].seconds is None  # no finetune figure
     assert jobs["pretrain/hat/DF2K"].seconds == 0.0  # official weights imported
