@@ -159,6 +159,8 @@ ELSEWHERE = {
     "report.paired",  # test_report (the paired figure)
     "run.numerics",  # test_numerics.test_workflow_passes_numerics_only_when_set (`auto` passes no flag)
     "pretrain.store",  # test_patch_store (the workflow packs once and pre-trains from the store)
+    "masks.points_per_side",  # test_workflow.test_paper_dry_run (SAM only; the demo uses superpixels)
+    "run.standins",  # test_paper_standins (accepted with it, refused without), test_cost_preflight
 }
 
 

@@ -120,6 +120,7 @@ def test_paper_dry_run_uses_the_authors_settings():
     assert re.search(r"ioda pretrain --preset safmn_l .*--store data/GTA5/train_store_x4 --workers 4", out)
     assert len(re.findall(r"ioda pack data/GTA5/train --scale 4 --out data/GTA5/train_store_x4", out)) == 1
     assert "--source sam --sam-model vit_h --device cuda --sam-checkpoint weights/sam_vit_h_4b8939.pth" in out
+    assert "--points-per-side 32" in out  # masks.points_per_side: SAM's point grid, 32 x 32 as the paper
 
 
 def test_realsr_dry_run_uses_the_real_networks_without_pretraining():
