@@ -19,19 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from sr_image import rss_mib, run_child, write_cases  # benchmarks/ is on sys.path: the scripts run from it
+
 OUT = Path(__file__).resolve().parent / "out" / "eval_memory.json"
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "assets" / "raw"
-
-
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _pair(size: int):
@@ -63,7 +58,7 @@ def run_case(method: str, model: str, size: int, tile: int) -> dict:
     lr, hr = _pair(size)
     with torch.no_grad():  # warm-up on a small crop: allocator pools and kernels are not the pair's cost
         super_resolve(net, lr[:48, :48], scale, torch.device("cpu"), 0)
-    base = _rss_mib()
+    base = rss_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
         if method == "naive":
@@ -75,7 +70,7 @@ def run_case(method: str, model: str, size: int, tile: int) -> dict:
     ssim = metrics.calculate_ssim(sr, hr, scale)
     seconds = time.perf_counter() - t0
     out_mib = sr.nbytes / 2**20
-    peak = _rss_mib()
+    peak = rss_mib()
     return {"method": method, "model": model, "arch": loaded.arch, "lr_size": f"{size}x{size}",
             "hr_megapixels": round((4 * size) ** 2 / 1e6, 2), "tile": 0 if method == "naive" else tile,
             "seconds": round(seconds, 2), "psnr": round(psnr, 4), "ssim": round(ssim, 5),
@@ -97,26 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         method, size, tile = args.child
         print(json.dumps(run_case(method, args.model, int(size), int(tile))))
         return 0
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # RSS follows live memory (see sr_image.py)
+    env = dict(os.environ)
     if "IODA_MIRROR" not in env and MIRROR.is_dir():
         env["IODA_MIRROR"] = str(MIRROR)
     rows = []
     for size in args.sizes:
         for method in ("naive", "ours"):
             cmd = [sys.executable, __file__, "--model", args.model, "--child", method, str(size), str(args.tile)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                raise SystemExit(proc.stderr[-2000:])
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows.append(run_child(cmd, env))
             r = rows[-1]
             print(f"{r['method']:5s} LR {r['lr_size']:>9s} (HR {r['hr_megapixels']:5.2f} MP) tile {r['tile']:4d}: "
                   f"{r['seconds']:7.2f} s  PSNR {r['psnr']:.4f} SSIM {r['ssim']:.5f}  extra RSS "
                   f"{r['extra_rss_mib']:8.1f} MiB", flush=True)
-    result = {"benchmark": "eval_memory", "machine": platform.platform(), "python": platform.python_version(),
-              "threads": 1, "note": args.note, "cases": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_cases(args.out, "eval_memory", rows, threads=1, note=args.note)
     return 0
 
 

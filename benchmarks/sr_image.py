@@ -28,8 +28,28 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out" / "sr_image.json"
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> dict:
+    """One measurement in a fresh process (its peak RSS is its own): the JSON line it prints last. glibc raises its
+    mmap threshold after big frees and then keeps freed buffers in the heap, so peak RSS would count memory
+    already released; a fixed threshold makes RSS follow live memory."""
+    env = {**(env or os.environ), "MALLOC_MMAP_THRESHOLD_": "65536"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def write_cases(out: str | Path, benchmark: str, rows: list[dict], **extra) -> None:
+    """The benchmark's JSON: machine, Python, anything in `extra`, and one entry per measured case."""
+    result = {"benchmark": benchmark, "machine": platform.platform(), "python": platform.python_version(), **extra,
+              "cases": rows}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 def _shape(size: str) -> tuple[int, int]:
@@ -58,7 +78,7 @@ def run_case(method: str, preset: str, size: str, tile: int, device: str) -> dic
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base_gpu = torch.cuda.memory_allocated() / 2**20
-    base = _rss_mib()
+    base = rss_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
         if method == "naive":
@@ -69,7 +89,7 @@ def run_case(method: str, preset: str, size: str, tile: int, device: str) -> dic
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     out_mib = out.nbytes / 2**20
-    peak = _rss_mib()
+    peak = rss_mib()
     res = {"method": method, "preset": preset, "size": f"{w}x{h}", "megapixels": round(w * h / 1e6, 2),
            "tile": tile, "device": device, "seconds": round(seconds, 3), "output_mib": round(out_mib, 1),
            "peak_rss_mib": round(peak, 1), "rss_before_mib": round(base, 1),
@@ -97,21 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         for method in ("naive", "ours"):
             cmd = [sys.executable, __file__, "--preset", args.preset, "--device", args.device,
                    "--child", method, size, str(args.tile)]
-            # glibc raises its mmap threshold after big frees and then keeps freed buffers in the heap, so peak
-            # RSS would count memory already released; a fixed threshold makes RSS follow live memory
-            env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            rows.append(run_child(cmd))
             r = rows[-1]
             gpu = f"  gpu {r['peak_gpu_mib']:8.1f} MiB" if "peak_gpu_mib" in r else ""
             print(f"{r['method']:5s} {r['size']:>10s} ({r['megapixels']:5.2f} MP) tile {args.tile}: "
                   f"{r['seconds']:7.2f} s  output {r['output_mib']:7.1f} MiB  extra RSS {r['extra_rss_mib']:8.1f} MiB"
                   f"{gpu}", flush=True)
-    result = {"benchmark": "sr_image", "machine": platform.platform(), "python": platform.python_version(),
-              "cases": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_cases(args.out, "sr_image", rows)
     return 0
 
 
