@@ -38,6 +38,13 @@ def _defaults_of(node: dict) -> dict:
     return out
 
 
+def get_dotted(cfg: dict, dotted: str):
+    """The value of a dotted key ("occlusion.p") in a config section."""
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
 def leaves(node: dict, prefix: str = "") -> dict[str, dict]:
     """Dotted key -> schema of each leaf setting under a schema object (nested mappings flattened)."""
     out = {}

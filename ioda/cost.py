@@ -21,7 +21,7 @@ import heapq
 
 from dataclasses import dataclass, field
 
-from ioda.config import load_config
+from ioda.config import get_dotted, load_config
 from ioda.errors import IodaError
 from ioda.files import read_json
 from ioda.adapt.variants import VARIANTS
@@ -110,7 +110,7 @@ def jobs_of(plan: Plan, timings: dict) -> list[Job]:
         if variant.trains:
             # the supervised baselines have a step figure of their own (finetune_step, zssr_step)
             kind = f"{variant.method}_step" if variant.supervised else "adapt_step"
-            steps = _get(a, variant.steps_key)
+            steps = get_dotted(a, variant.steps_key)
             s, why = _figure(timings, kind, presets[b], {"batch": a["batch_size"], "lr_patch": a["lr_patch"]})
             total = None if s is None else s * steps * len(runs)
             if plan.evaluates(Run(task, b, v, runs[0])):  # the test set every eval_every steps, step 0 included
@@ -128,12 +128,6 @@ def jobs_of(plan: Plan, timings: dict) -> list[Job]:
         jobs.append(Job("evaluate", f"evaluate/{cell}", None if ev is None else ev * len(runs), eval_deps, ev_why))
     return jobs
 
-
-
-def _get(section: dict, dotted: str):
-    for part in dotted.split("."):
-        section = section[part]
-    return section
 
 
 def makespan(jobs: list[Job], devices: int) -> float:

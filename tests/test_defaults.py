@@ -266,6 +266,7 @@ def test_schema_enums_are_the_registries():
     from ioda.masks.labels import SOURCES
     from ioda.masks.sam import SAM_CHECKPOINTS
     from ioda.protocol import PROTOCOLS
+    from ioda.train.numerics import MODES
 
     props = SCHEMA["properties"]
     assert SCHEMA["$defs"]["variant"]["enum"] == list(VARIANTS)
@@ -275,6 +276,7 @@ def test_schema_enums_are_the_registries():
     assert set(props["adapt"]["properties"]["clip_input"]["enum"]) == {None, *INPUT_RANGES}
     assert set(props["backbones"]["additionalProperties"]["properties"]["preset"]["enum"]) == {None, *PRESETS}
     assert props["masks"]["properties"]["source"]["enum"] == list(SOURCES)
+    assert props["run"]["properties"]["numerics"]["enum"] == list(MODES)
     assert set(props["masks"]["properties"]["sam_model"]["enum"]) == set(SAM_CHECKPOINTS)
     assert set(props["adapt"]["properties"]["baseline_lr"]["properties"]) == {
         v.lr_key.split(".", 1)[1] for v in VARIANTS.values() if v.lr_key and "." in v.lr_key}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ioda.protocol import get_protocol
 from ioda.adapt.variants import Variant
-from ioda.config import defaults, leaves, paper_config, schema
+from ioda.config import defaults, get_dotted, leaves, paper_config, schema
 from ioda.errors import IodaError
 
 if TYPE_CHECKING:  # torch is imported when a run starts
@@ -79,12 +79,6 @@ def _adapt_leaves() -> dict[str, dict]:
     return leaves(schema()["properties"]["adapt"])
 
 
-def _get(cfg: dict, dotted: str):
-    for part in dotted.split("."):
-        cfg = cfg[part]
-    return cfg
-
-
 def used_fields(variant: Variant, evaluates: bool) -> tuple[str, ...]:
     """The settings a run of this variant reads (a change to any other must not rerun it)."""
     if not variant.trains:
@@ -104,7 +98,7 @@ def config_values(cfg: dict, variant: Variant, *, evaluates: bool = True) -> dic
     out = {}
     for name in used_fields(variant, evaluates):
         key = schema_key(name, variant)
-        value = _get(cfg, key) if key.startswith("run.") else _get(cfg["adapt"], key)
+        value = get_dotted(cfg, key) if key.startswith("run.") else get_dotted(cfg["adapt"], key)
         out[name] = list(value) if isinstance(value, (list, tuple)) else value
     return out
 
