@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("ioda.data.prepare", "build a demo dataset or download/verify a paper dataset"),
     "pack": ("ioda.data.patch_store", "pack a source split into a patch store (memory-mapped) for pre-training"),
     "pretrain": ("ioda.train.pretrain", "supervised L1 pre-training on a source dataset (or import official weights)"),
+    "pretrain-encoder": ("ioda.encoders.cli", "train the degradation encoder (contrastive) on source-domain HR images"),
     "evaluate": ("ioda.evaluate", "run a model on a dataset split; per-image CSV + summary JSON (PSNR/SSIM)"),
     "masks": ("ioda.masks.cli", "instance label map of one target LR image (SAM or superpixels), cached"),
     "adapt": ("ioda.adapt.cli", "one-shot adaptation of an SR model to the domain of one LR photo"),

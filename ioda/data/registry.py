@@ -88,6 +88,13 @@ class DatasetEntry:
     pinned: tuple[str, ...] = ()  # pinned manifests (ioda/data/pinned/<name>.json) the files come from
     resplit: dict[str, int] | None = None  # --spec splits: re-cut the one published split, in name order
     paired: dict[str, Any] | None = None  # paired_folders: {hr, lr, scale}
+    camera: bool = False  # LR shot by a real camera (a target domain), not made from HR by a known kernel
+
+    @property
+    def source_domain(self) -> bool:
+        """Clean HR whose LR is the bicubic kernel's: what a source-domain-only step (encoder training) accepts."""
+        return not self.camera and self.kind != "paired" and (
+            self.degradation is None or self.degradation.get("type") == "bicubic")
 
 
 BICUBIC_X4 = {"type": "bicubic", "scale": 4}
@@ -123,6 +130,7 @@ def _realsr(cam: str) -> DatasetEntry:
         },
         instructions=_REALSR_HOWTO.format(base="<root>/RealSR_V3", cam=cam),
         license="research use (see the RealSR page)",
+        camera=True,
     )
 
 
@@ -287,6 +295,7 @@ for _cam in ("Canon", "Nikon"):
                                         lr_suffix="_LR4")},
             pinned=(_name,),
             license="RealSR dataset terms (research use); packaging repo Apache-2.0",
+            camera=True,
         )
     )
 _CLASSIC = {"set5": ("Set5", 5), "set14": ("Set14", 14), "bsd100": ("BSD100", 100), "urban100": ("Urban100", 30)}
