@@ -311,8 +311,10 @@ def test_tables_demo_config_has_no_paper_column(results):
     assert "Paper" not in md and "not the paper's" in md and "population, ddof=0" in md
     assert f"| {np.mean([21, 22, 24]):.3f} ± {np.std([21, 22, 24], ddof=1):.3f} |" in md  # mean ± std
     assert f"| {np.var([21, 22, 24]):.3g} |" in md  # the paper's statistic, its own column
-    # differences to the source model with their interval; none of these includes 0
-    assert "| +2.333 [+1.000, +4.000] |" in md and "†" not in md.split("\n- ")[0]
+    # differences to the source model with their bootstrap and t intervals and sign-flip p; image-guided's
+    # 1, 2, 4 dB: the bootstrap excludes 0, the t interval does not, so no effect is shown (†)
+    assert "| +2.333 [+1.000, +4.000]; t [-1.461, +6.128]; p = 0.25 † |" in md
+    assert "| +3.667 [+3.000, +4.500]; t [+1.769, +5.564]; p = 0.25 |" in md
     assert "UNTRAINED" in md
     t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
     assert list(t1["method"]) == ["Baseline (source model)", "Image-guided", "IODA (occlusion + instance)"]
@@ -342,17 +344,21 @@ def test_tables_demo_config_has_no_paper_column(results):
 
 def test_tables_mark_intervals_that_include_zero(results):
     cfg_path, plan = results
-    # a source model at 22.5 dB: image-guided's differences -1.5, -0.5, +1.5 straddle 0; IODA's 0.5, 1, 2 do not
+    # a source model at 22.5 dB: image-guided's differences -1.5, -0.5, +1.5 straddle 0; IODA's 0.5, 1, 2 have a
+    # bootstrap interval above 0 but a t interval that reaches below it: both marked
     write_json(plan.eval_dir(Run("canon", "safmn_tiny", "baseline", "source")) / "summary.json",
                {"n": 1, "mean_psnr": 22.5, "mean_ssim": 0.2, "device": "cpu"})
     aggregate.main(["--config", cfg_path])
     tables.main(["--config", cfg_path])
     rows = {line.split(" | ")[0]: line for line in (plan.tables_dir() / "table1.md").read_text().splitlines()
             if line.startswith("| ")}
-    assert "[-1.500, +1.500] †" in rows["| Image-guided"]
-    assert "[+0.500, +2.000] |" in rows["| IODA (occlusion + instance)"]
+    # |sum| 0.5 of -1.5, -0.5, +1.5 is the smallest any sign pattern reaches: p = 1
+    assert "[-1.500, +1.500]; t [-3.961, +3.628]; p = 1 †" in rows["| Image-guided"]
+    assert "[+0.500, +2.000]; t [-0.731, +3.064]; p = 0.25 †" in rows["| IODA (occlusion + instance)"]
     assert r"$\dagger$" in (plan.tables_dir() / "table1.tex").read_text()
     assert tables.fmt_cell("ci", [0.1, -0.2, 0.3]).endswith("†") and tables.fmt_cell("ci", [1.0, math.nan, math.nan]) == "+1.000"
+    assert tables.fmt_cell("ci", [1.0, 0.5, 1.5, 0.2, 1.8, 0.0625]) == "+1.000 [+0.500, +1.500]; t [+0.200, +1.800]; p = 0.0625"
+    assert tables.fmt_cell("ci", [1.0, 0.5, 1.5, -0.2, 2.2, 0.0625]).endswith("†")  # the t interval reaches 0
 
 
 def test_tables_paper_flag_adds_paper_numbers_and_difference(tmp_path):
@@ -446,9 +452,62 @@ def test_summary_states_untrained_and_links_figures(results):
     assert "untrained" in text and "not** the paper's numbers" in text
     assert "](figures/fig1_bars.png)" in text and "fig4_tsne" not in text.split("## Figures")[1]
     assert "**Table 1" in text and "**Table 6" in text
-    # effects in words: image-guided and both IODA cells gain; ZSSR's -1, -0.5, 0 dB reach 0; fine-tune: one run
+    # effects in words: both IODA cells gain; image-guided's 1, 2, 4 dB have a bootstrap interval above 0 but a t
+    # interval that reaches 0 (no effect under the both-intervals rule); ZSSR's -1, -0.5, 0 dB reach 0; fine-tune:
+    # one run
     effects = text.split("## Effects")[1].split("##")[0]
-    assert "- Final step: 3 of 4 adapted cells show an effect" in effects and "3 gains, 0 losses" in effects
+    assert "- Final step: 2 of 4 adapted cells show an effect" in effects and "2 gains, 0 losses" in effects
     assert "2 with one run have no interval" in effects and "canon/safmn_tiny/ioda +3.667 dB" in effects
-    assert "- Best step, oracle: 3 of 3" in effects and "Validated" not in effects  # no validation task here
+    assert "- Best step, oracle: 2 of 3" in effects and "Validated" not in effects  # no validation task here
     assert "min in total over" in text
+
+
+# ---- small-N statistics: t interval and sign-flip p beside the bootstrap ---------------------------------------
+def _hand_t(d: list[float]) -> tuple[float, float]:
+    """Student-t 95% interval of three values by the textbook formula; t(0.975, 2) = 0.95 sqrt(2 / 0.0975) in
+    closed form."""
+    assert len(d) == 3
+    x = np.asarray(d)
+    half = 0.95 * math.sqrt(2 / 0.0975) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean() - half, x.mean() + half
+
+
+def test_aggregate_writes_t_interval_and_sign_flip_columns(results):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    cells = pd.read_csv(plan.metrics_dir() / "aggregate.csv")
+    for prefix in ("", "validated_", "oracle_"):
+        for col in ("diff_t_low", "diff_t_high", "sign_flip_p"):
+            assert prefix + col in cells.columns
+    for s in aggregate.STATISTICS:  # beside each statistic's bootstrap columns
+        assert s.t_low.replace("_t_", "_ci_") == s.low and s.sign_p.endswith("sign_flip_p")
+    ig = cells[(cells.variant == "image_guided") & (cells.backbone == "safmn_tiny")].iloc[0]
+    assert (ig.diff_t_low, ig.diff_t_high) == pytest.approx(_hand_t([1.0, 2.0, 4.0]), abs=1e-6)
+    assert ig.sign_flip_p == 0.25 and ig.oracle_sign_flip_p == 0.25
+    assert (ig.oracle_diff_t_low, ig.oracle_diff_t_high) == pytest.approx(_hand_t([1.25, 2.5, 4.75]), abs=1e-6)
+    assert math.isnan(ig.validated_sign_flip_p)  # no validation task configured
+    base = cells[(cells.variant == "baseline") & (cells.backbone == "safmn_tiny")].iloc[0]
+    assert math.isnan(base.diff_t_low) and math.isnan(base.sign_flip_p)  # the reference itself
+    ft = cells[(cells.variant == "finetune") & (cells.backbone == "hat_tiny")].iloc[0]
+    assert math.isnan(ft.diff_t_low) and ft.sign_flip_p == 1.0  # one run
+    runs = pd.read_csv(plan.metrics_dir() / "runs.csv")
+    assert "sign_flip_p" not in runs.columns and len(runs) == len(plan.runs())
+
+
+def test_tables_and_summary_use_both_intervals(results):
+    cfg_path, plan = results
+    aggregate.main(["--config", cfg_path])
+    tables.main(["--config", cfg_path])
+    md = (plan.tables_dir() / "table1.md").read_text()
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
+    # image-guided's bootstrap [1, 4] excludes 0 but its t interval does not: marked
+    assert "+2.333 [+1.000, +4.000]; t [-1.461, +6.128]; p = 0.25 †" in rows["| Image-guided"]
+    assert "+3.667 [+3.000, +4.500]; t [+1.769, +5.564]; p = 0.25 |" in rows["| IODA (occlusion + instance)"]
+    assert "BOTH intervals exclude 0" in md and "1/16" in md
+    t1 = pd.read_csv(plan.tables_dir() / "table1.csv")
+    assert {"diff_t_low", "diff_t_high", "sign_flip_p", "oracle_sign_flip_p"} <= set(t1.columns)
+    summary.main(["--config", cfg_path])
+    effects = (plan.results / "summary.md").read_text().split("## Effects")[1].split("##")[0]
+    assert "- Final step: 2 of 4 adapted cells show an effect (both the 95% bootstrap and t intervals" in effects
+    assert "canon/safmn_tiny/image_guided" not in effects and "sign-flip p = 0.25" in effects
+    assert "at N = 3 the smallest two-sided sign-flip p is 1/4" in effects

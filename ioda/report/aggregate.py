@@ -8,7 +8,9 @@ population variance (ddof=0, the paper's "±") of PSNR/SSIM, for three statistic
   oracle     each run's best step on the target test set (step 0 included): picked on target HR, the
              authors' statistic, optimistic by construction.
 For each, the paired difference to the source model over the same target images with a seeded percentile
-bootstrap 95% interval (ioda.report.stats). Adaptation seconds exclude the evaluations; theirs are apart.
+bootstrap 95% interval, the paired Student-t 95% interval and the exact two-sided sign-flip p-value
+(ioda.report.stats); a cell shows an effect only when both intervals exclude 0. Adaptation seconds exclude the
+evaluations; theirs are apart.
 
 Outputs in --out-dir: runs.csv (one row per run), aggregate.csv (one row per cell), metrics.json (nested
 task -> backbone -> variant -> numbers, for `dvc metrics`), curves.csv (the oracle curves, long format, for
@@ -50,17 +52,23 @@ class Statistic:
     mean: str
     std: str
     var: str
-    diff: str  # paired difference to the source model, and its interval
+    diff: str  # paired difference to the source model, and its bootstrap interval
     low: str
     high: str
+    t_low: str  # its Student-t interval
+    t_high: str
+    sign_p: str  # its sign-flip p-value
 
 
 STATISTICS = (
-    Statistic("final", "psnr", "psnr_mean", "psnr_std", "psnr_var", "diff_psnr_mean", "diff_ci_low", "diff_ci_high"),
+    Statistic("final", "psnr", "psnr_mean", "psnr_std", "psnr_var", "diff_psnr_mean", "diff_ci_low", "diff_ci_high",
+              "diff_t_low", "diff_t_high", "sign_flip_p"),
     Statistic("validated", "validated_psnr", "validated_psnr_mean", "validated_psnr_std", "validated_psnr_var",
-              "validated_diff_mean", "validated_diff_ci_low", "validated_diff_ci_high"),
+              "validated_diff_mean", "validated_diff_ci_low", "validated_diff_ci_high",
+              "validated_diff_t_low", "validated_diff_t_high", "validated_sign_flip_p"),
     Statistic("oracle", "oracle_psnr", "oracle_psnr_mean", "oracle_psnr_std", "oracle_psnr_var",
-              "oracle_diff_mean", "oracle_diff_ci_low", "oracle_diff_ci_high"),
+              "oracle_diff_mean", "oracle_diff_ci_low", "oracle_diff_ci_high",
+              "oracle_diff_t_low", "oracle_diff_t_high", "oracle_sign_flip_p"),
 )
 
 
@@ -180,20 +188,23 @@ def _mean(x: pd.Series) -> float:
 
 
 def statistic_columns(g: pd.DataFrame, source: float | None, seed: int) -> dict:
-    """Spread and paired difference to the source model of each statistic (STATISTICS) over a cell's runs."""
+    """Spread and paired difference to the source model (bootstrap and t intervals, sign-flip p) of each
+    statistic (STATISTICS) over a cell's runs."""
     out = {}
     for s in STATISTICS:
         sp = stats.spread(g[s.run])
         out.update({s.mean: sp.mean, s.std: sp.std, s.var: sp.var})
         d = stats.paired_diff(g[s.run], source, seed) if source is not None else None
-        out.update({s.diff: d.mean if d else math.nan, s.low: d.low if d else math.nan,
-                    s.high: d.high if d else math.nan})
+        for key, attr in ((s.diff, "mean"), (s.low, "low"), (s.high, "high"), (s.t_low, "t_low"),
+                          (s.t_high, "t_high"), (s.sign_p, "sign_flip_p")):
+            out[key] = getattr(d, attr) if d else math.nan
     return out
 
 
 def aggregate_cells(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One row per cell: n, mean, std and population variance of PSNR/SSIM for the final, validated and oracle
-    statistics, each with its paired difference to the source model and 95% interval; time, hardware."""
+    statistics, each with its paired difference to the source model, its 95% bootstrap and t intervals and
+    sign-flip p-value; time, hardware."""
     rows = []
     source = {(r.task, r.backbone): r.psnr for r in runs[runs["variant"] == BASELINE].itertuples(index=False)}
     for (task, backbone, variant), g in runs.groupby(["task", "backbone", "variant"], sort=False):
@@ -222,13 +233,15 @@ def aggregate_cells(runs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 def metrics_tree(cells: pd.DataFrame) -> dict:
     """task -> backbone -> variant -> {psnr, psnr_std, psnr_var, ssim, ssim_var, n[, diff_psnr, diff_ci_low,
-    diff_ci_high, validated_psnr, validated_diff, oracle_psnr, oracle_diff]} (JSON-safe)."""
+    diff_ci_high, diff_t_low, diff_t_high, sign_flip_p, validated_psnr, validated_diff, oracle_psnr,
+    oracle_diff]} (JSON-safe)."""
     tree: dict = {}
     for r in cells.itertuples(index=False):
         entry = {"psnr": r.psnr_mean, "psnr_std": r.psnr_std, "psnr_var": r.psnr_var, "ssim": r.ssim_mean,
                  "ssim_var": r.ssim_var, "n": r.n}
         if math.isfinite(r.diff_psnr_mean):
-            entry.update(diff_psnr=r.diff_psnr_mean, diff_ci_low=r.diff_ci_low, diff_ci_high=r.diff_ci_high)
+            entry.update(diff_psnr=r.diff_psnr_mean, diff_ci_low=r.diff_ci_low, diff_ci_high=r.diff_ci_high,
+                         diff_t_low=r.diff_t_low, diff_t_high=r.diff_t_high, sign_flip_p=r.sign_flip_p)
         if r.validated_n:
             entry.update(validated_psnr=r.validated_psnr_mean, validated_diff=r.validated_diff_mean)
         if r.oracle_n:

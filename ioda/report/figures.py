@@ -165,7 +165,7 @@ def curves(plan: Plan):
 # ---- per-image paired plot ------------------------------------------------------------------------------
 def paired(plan: Plan):
     from ioda.report.aggregate import STATISTICS
-    from ioda.report.stats import shows_effect
+    from ioda.report.stats import shows_effect_both
     from ioda.report.tables import STAT_LABEL
 
     cell = plan.cfg["report"]["paired"]
@@ -191,12 +191,13 @@ def paired(plan: Plan):
         for s in stats:
             if len(agg) and np.isfinite(agg.iloc[0][s.diff]):
                 a = agg.iloc[0]
-                ci = (f" [{a[s.low]:+.3f}, {a[s.high]:+.3f}]" + ("" if shows_effect(a[s.low], a[s.high]) else " †")
+                effect = shows_effect_both(a[s.low], a[s.high], a.get(s.t_low, np.nan), a.get(s.t_high, np.nan))
+                ci = (f" [{a[s.low]:+.3f}, {a[s.high]:+.3f}]" + ("" if effect else " †")
                       if np.isfinite(a[s.low]) else " (N = 1)")
                 text.append(f"{STAT_LABEL[s.name]}: {a[s.diff]:+.3f}{ci}")
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(f"{METHOD[v]} (N = {len(mine)})", fontsize=9)
-        ax.text(0.0, -0.22, "Δ vs source, 95% CI (dB; † includes 0):\n" + "\n".join(text), transform=ax.transAxes, fontsize=7,
+        ax.text(0.0, -0.22, "Δ vs source, 95% bootstrap CI (dB; † it or the t interval includes 0):\n" + "\n".join(text), transform=ax.transAxes, fontsize=7,
                 va="top")  # under the axis: the lines may be anywhere
     axes[0][0].set_ylabel("PSNR on target test set (dB, Y)")
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

@@ -14,7 +14,8 @@ from ioda.errors import IodaError
 from ioda.files import write_text
 from ioda.report.aggregate import STATISTICS
 from ioda.report.figures import FIGURES
-from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, shows_effect
+from ioda.report.stats import (BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, SIGN_FLIP_EXACT_MAX,
+                               SIGN_FLIP_RESAMPLES, shows_effect_both)
 from ioda.report.tables import STAT_LABEL
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
@@ -64,24 +65,28 @@ def _cell_name(r) -> str:
 
 
 def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
-    """In words, per statistic: how many of the tables' adapted cells show an effect, i.e. a 95% interval of
-    the paired difference to the source model that excludes 0, and which."""
+    """In words, per statistic: how many of the tables' adapted cells show an effect, i.e. both the 95%
+    bootstrap and the 95% Student-t interval of the paired difference to the source model exclude 0, and which."""
     shown = set(plan.table_cells())
     rows = [r for r in cells.itertuples(index=False) if (r.task, r.backbone, r.variant) in shown]
     lines = []
     for s in STATISTICS:
         if s.diff not in cells:
             continue
-        rated = [r for r in rows if np.isfinite(getattr(r, s.low)) and np.isfinite(getattr(r, s.high))]
+        if s.t_low not in cells:
+            raise IodaError(f"aggregate.csv: no {s.t_low!r} column (written by an older `ioda aggregate`: rerun it)")
+        verdict = {id(r): shows_effect_both(getattr(r, s.low), getattr(r, s.high), getattr(r, s.t_low),
+                                            getattr(r, s.t_high)) for r in rows}
+        rated = [r for r in rows if verdict[id(r)] is not None]
         if not rated:
             continue
-        effect = [r for r in rated if shows_effect(getattr(r, s.low), getattr(r, s.high))]
+        effect = [r for r in rated if verdict[id(r)]]
         gains = [r for r in effect if getattr(r, s.diff) > 0]
         losses = [r for r in effect if getattr(r, s.diff) < 0]
         unrated = len([r for r in rows if r.variant != "baseline" and np.isfinite(getattr(r, s.diff))]) - len(rated)
         line = (f"- {STAT_LABEL[s.name].capitalize()}: {len(gains) + len(losses)} of {len(rated)} adapted cells "
-                f"show an effect (the {CONFIDENCE:.0%} interval of the difference to the source model excludes 0 "
-                f"by more than {RESOLUTION_DB} dB): "
+                f"show an effect (both the {CONFIDENCE:.0%} bootstrap and t intervals of the difference to the "
+                f"source model exclude 0 by more than {RESOLUTION_DB} dB): "
                 f"{len(gains)} gain{'s' if len(gains) != 1 else ''}, {len(losses)} loss{'es' if len(losses) != 1 else ''}; "
                 f"the other {len(rated) - len(gains) - len(losses)} are within the spread between target images")
         line += f"; {unrated} with one run have no interval" if unrated else ""
@@ -91,14 +96,19 @@ def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
             if group:
                 line += f". {label.capitalize()}: " + ", ".join(
                     f"{_cell_name(r)} {getattr(r, s.diff):+.3f} dB [{getattr(r, s.low):+.3f}, {getattr(r, s.high):+.3f}]"
+                    f", t [{getattr(r, s.t_low):+.3f}, {getattr(r, s.t_high):+.3f}], sign-flip p = {getattr(r, s.sign_p):.3g}"
                     for r in group)
         lines.append(line)
     if not lines:
         lines.append("- No cell has an interval (every adapted cell has one run).")
     ns = sorted({t["n_images"] for t in plan.tasks.values()})
+    n_text = ns[0] if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
     lines.append(f"- Intervals: percentile bootstrap over the N target images, {BOOTSTRAP_RESAMPLES} resamples, "
-                 f"seed {plan.cfg['run']['seed']}; with N = {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} target "
-                 "images per cell a small effect can stay undetected.")
+                 f"seed {plan.cfg['run']['seed']}, and paired Student-t (df = N - 1); sign-flip p-values exact over "
+                 f"all 2^N sign patterns (N <= {SIGN_FLIP_EXACT_MAX}; above, {SIGN_FLIP_RESAMPLES} seeded random "
+                 f"ones). With N = {n_text} target images per cell a small effect can stay undetected"
+                 + (f"; at N = {ns[0]} the smallest two-sided sign-flip p is 1/{2 ** (ns[0] - 1)}"
+                    if 1 <= ns[0] <= SIGN_FLIP_EXACT_MAX else "") + ".")
     return lines
 
 

@@ -4,7 +4,8 @@ Each cell shows mean ± standard deviation over the N target images for up to th
 (ioda.report.aggregate): the final step (the saved model), and, where the runs evaluated along the way
 (adapt.eval_every), the validated step (chosen on the validation task's curves, no target HR of this task) and
 the best step ("oracle: picked on target HR, the authors' statistic"). Each adapted cell has the paired
-difference to the source model with its 95% bootstrap interval; "†" marks intervals that include 0. Our
+difference to the source model with its 95% bootstrap and Student-t intervals and sign-flip p-value; "†" marks a
+difference where either interval includes 0 (an effect is shown only when both exclude it). Our
 population variance (the paper's "±") is its own column. The paper's numbers (and its variance) appear next to
 them, with our differences, only when the configuration is the paper's (run.paper: true) and the cell is one
 the paper reports. Table 6 adds the measured adaptation time per run (evaluations excluded; their time is a
@@ -27,7 +28,7 @@ from ioda.config import load_config
 from ioda.errors import IodaError
 from ioda.files import atomic_path, removed_on_failure, write_text
 from ioda.report.aggregate import STATISTICS, VARIANCE_NOTE, Statistic
-from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, shows_effect
+from ioda.report.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, shows_effect_both
 from ioda.report.paper_numbers import TABLE6_QUOTED, PaperValue, paper_value
 from ioda.report.cli import report_parser
 from ioda.plan import Plan
@@ -46,7 +47,7 @@ METHOD = {name: v.label for name, v in VARIANTS.items()}  # row labels (the vari
 
 PROTOCOL_TEXT = {"authors": "the authors' released code, exactly", "paper": "the paper's text and our documented choices"}
 STAT_LABEL = {"final": "final step", "validated": "validated step", "oracle": "best step, oracle"}
-NO_EFFECT = "†"  # the interval of the difference to the source model includes 0
+NO_EFFECT = "†"  # an interval (bootstrap or t) of the difference to the source model includes 0
 ORACLE_NOTE = ("PSNR (best step, oracle): the best mean PSNR on the target test set along the adaptation, evaluated "
                "every adapt.eval_every steps with step 0 included — oracle: picked on target HR, the authors' "
                "statistic (their script kept every 10-step checkpoint with its PSNR). The final step is the "
@@ -57,9 +58,11 @@ VALIDATED_NOTE = ("PSNR (validated step): each run's PSNR at the step count with
                   "task names no validation task.")
 CI_NOTE = (f"Δ vs source: mean over the N target images of PSNR(run adapted on image i) − PSNR(source model), both "
            f"on the same target test images; [{CONFIDENCE:.0%} CI]: percentile bootstrap over the N images "
-           f"({BOOTSTRAP_RESAMPLES} resamples, seeded by run.seed); {NO_EFFECT} the interval includes 0 (reaches "
-           f"within {RESOLUTION_DB} dB of it, the evaluations' numerical agreement): no effect shown at this N. One "
-           "image (N = 1) has no interval.")
+           f"({BOOTSTRAP_RESAMPLES} resamples, seeded by run.seed); t [...]: paired Student-t {CONFIDENCE:.0%} "
+           "interval (df = N − 1); p: exact two-sided sign-flip p-value over the 2^N sign patterns of the "
+           "differences (at N = 5 its smallest value is 1/16, so p < 0.05 cannot occur). An effect is shown only "
+           f"when BOTH intervals exclude 0; {NO_EFFECT} either includes 0 (reaches within {RESOLUTION_DB} dB of it, "
+           "the evaluations' numerical agreement): no effect shown at this N. One image (N = 1) has no interval.")
 
 
 @dataclass
@@ -93,13 +96,18 @@ def fmt_cell(kind: str, values: list) -> str:
         return f"{values[0]:+.3f}" if _finite(values[0]) else "-"
     if kind == "var":
         return f"{values[0]:.3g}" if _finite(values[0]) else "-"
-    if kind == "ci":  # difference [low, high], marked when the interval includes 0
-        diff, low, high = values
+    if kind == "ci":  # difference [bootstrap]; t [t interval]; p, marked unless both intervals exclude 0
+        diff, low, high, t_low, t_high, p = (list(values) + [math.nan] * 3)[:6]
         if not _finite(diff):
             return "-"
         if not (_finite(low) and _finite(high)):
             return f"{diff:+.3f}"
-        return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]" + ("" if shows_effect(low, high) else f" {NO_EFFECT}")
+        text = f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]"
+        if _finite(t_low) and _finite(t_high):
+            text += f"; t [{t_low:+.3f}, {t_high:+.3f}]"
+        if _finite(p):
+            text += f"; p = {p:.3g}"
+        return text + ("" if shows_effect_both(low, high, t_low, t_high) else f" {NO_EFFECT}")
     if kind in ("ms", "ms4"):  # mean ± std
         mean, std = values
         if not _finite(mean):
@@ -208,7 +216,7 @@ class Builder:
             cols.append((f"{label}PSNR, {STAT_LABEL[s.name]} (mean ± std)", "ms", (prefix + s.mean, prefix + s.std)))
             if diff:
                 cols.append((f"{label}Δ vs source, {STAT_LABEL[s.name]} [{CONFIDENCE:.0%} CI]", "ci",
-                             (prefix + s.diff, prefix + s.low, prefix + s.high)))
+                             tuple(prefix + k for k in (s.diff, s.low, s.high, s.t_low, s.t_high, s.sign_p))))
         return cols
 
     @staticmethod
@@ -216,7 +224,7 @@ class Builder:
         """The cell's numbers of every statistic (std only with N > 1), keyed prefix + aggregate column."""
         out = {}
         for s in STATISTICS:
-            for key in (s.mean, s.std, s.diff, s.low, s.high):
+            for key in (s.mean, s.std, s.diff, s.low, s.high, s.t_low, s.t_high, s.sign_p):
                 value = c.get(key, math.nan)
                 out[prefix + key] = value if key != s.std or c["n"] > 1 else math.nan
         return out
