@@ -27,6 +27,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/encoder.smk"
 include: "workflow/rules/masks.smk"
 include: "workflow/rules/adapt.smk"
 include: "workflow/rules/evaluate.smk"
@@ -62,6 +63,11 @@ rule data:
 rule pretrained:
     input:
         all_pretrained(),
+
+
+rule encoder:
+    input:
+        all_encoders(),
 
 
 rule adapted:

@@ -98,6 +98,50 @@ class Plan:
                         raise IodaError(f"config: key 'report.{key}.variants': {v!r} is not run for that task and backbone by any table")
         if rep.get("tsne_task") and rep["tsne_task"] not in self.tasks:
             raise IodaError(f"config: key 'report.tsne_task': unknown task {rep['tsne_task']!r}")
+        self._check_encoder()
+
+    def _check_encoder(self) -> None:
+        from ioda.encoders import get_encoder_spec
+
+        enc = self.cfg["encoder"]
+        spec = get_encoder_spec(enc["name"])
+        for t, b, v in self.cells():
+            if VARIANTS[v].guidance == "text" and not spec.has_text:
+                raise IodaError(f"config: key 'encoder.name': {enc['name']!r} has no text tower; variant {v!r} "
+                                f"(table cell {t} x {b}) needs one (a CLIP encoder)")
+        targets = {t["target"] for t in self.tasks.values()}
+        for name in self.encoder_datasets():
+            if name not in self.cfg["datasets"]:
+                raise IodaError(f"config: key 'encoder.pretrain.datasets': dataset {name!r} is not listed under "
+                                f"'datasets'")
+            if name in targets:
+                raise IodaError(f"config: key 'encoder.pretrain.datasets': dataset {name!r} is a task's target; "
+                                f"the encoder trains on source-domain data only")
+
+    # ---- the encoder -------------------------------------------------------------------------------------
+    def encoder_trained_here(self) -> bool:
+        """Whether the workflow trains the encoder (rule pretrain_encoder): a trainable entry without weights."""
+        from ioda.encoders import get_encoder_spec
+
+        enc = self.cfg["encoder"]
+        return get_encoder_spec(enc["name"]).trained_here and not enc["weights"]
+
+    def encoder_datasets(self) -> list[str]:
+        if not self.encoder_trained_here():
+            return []
+        named = self.cfg["encoder"]["pretrain"]["datasets"]
+        return list(named) if named else list(dict.fromkeys(t["source"] for t in self.tasks.values()))
+
+    def encoder_file(self) -> Path:
+        return self.results / "encoder" / f"{self.cfg['encoder']['name']}.safetensors"
+
+    def encoder_weights(self, variant: str) -> str | None:
+        """The weights file a variant's runs encode with; None: the architecture untrained."""
+        if VARIANTS[variant].encoder == "untrained":
+            return None
+        if self.encoder_trained_here():
+            return str(self.encoder_file())
+        return self.cfg["encoder"]["weights"]
 
     # ---- what runs ---------------------------------------------------------------------------------------
     def table_cells(self) -> list[tuple[str, str, str]]:

@@ -142,7 +142,10 @@ def _direction_trainer(job: AdaptJob):
 
     variant, s, labels, source = job.variant, job.settings, job.labels, job.source
     if job.encoder is None:
-        raise IodaError(f"adapt: variant {variant.name!r} needs a CLIP encoder (ioda.clip.build_encoder)")
+        raise IodaError(f"adapt: variant {variant.name!r} needs an image encoder (ioda.encoders.build_encoder)")
+    if variant.guidance == "text" and not getattr(job.encoder, "has_text", False):
+        raise IodaError(f"adapt: variant {variant.name!r} needs an encoder with a text tower; "
+                        f"{getattr(job.encoder, 'description', 'this encoder')} has none")
     if not isinstance(source, SourcePool):
         source = source_pool(source, job.scale, variant)
     if variant.needs_labels and labels is None:

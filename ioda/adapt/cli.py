@@ -71,10 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SAM size for --mask-source sam (the paper: vit_h)")
     p.add_argument("--sam-checkpoint", help="SAM checkpoint file for --mask-source sam (e.g. sam_vit_h_4b8939.pth)")
     p.add_argument("--target-train", help="finetune variant only: a target split with HR/ and LR_x<scale>/")
-    p.add_argument("--encoder", default="auto", help="CLIP image encoder: an open_clip model name "
-                   "(ViT-B-16-quickgelu), 'tiny' (untrained, offline), or 'auto' (ViT-B-16 with OpenAI weights "
-                   "if they are in the local cache, else tiny, with a warning)")
-    p.add_argument("--encoder-weights", help="CLIP weights: 'openai' or a local state-dict file")
+    p.add_argument("--encoder", default="auto", help="image encoder of the loss: ViT-B-16-quickgelu (Alpha-CLIP), "
+                   "'tiny' (a small CLIP, untrained without weights), 'degradation' (the CNN of `ioda pretrain-encoder`"
+                   "; untrained without --encoder-weights) or 'auto' (ViT-B-16 with OpenAI weights if they are in the "
+                   "local cache, else tiny, with a warning)")
+    p.add_argument("--encoder-weights", help="encoder weights: 'openai' or a local CLIP state-dict file; for "
+                   "'degradation' a .safetensors file of `ioda pretrain-encoder`")
     p.add_argument("--alpha-weights", help="released Alpha-CLIP visual checkpoint (e.g. clip_b16_grit+mim_fultune_4xe.pth)")
     p.add_argument("--alpha-init", default="zero", choices=["zero", "random"],
                    help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
@@ -128,23 +130,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int):
-    from ioda.clip import build_encoder
+def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int, untrained: bool = False):
+    """The loss's encoder; `untrained`: the same architecture without any weights (the control variant)."""
+    from ioda.encoders import build_encoder
 
-    name, weights = args.encoder, args.encoder_weights
+    name, weights = args.encoder, None if untrained else args.encoder_weights
     opts = {"device": device, "input_range": clip_input, "protocol": protocol, "antialias": args.clip_antialias,
-            "alpha_weights": args.alpha_weights, "alpha_init": args.alpha_init}
+            "alpha_weights": None if untrained else args.alpha_weights, "alpha_init": args.alpha_init}
     if args.plain_clip:
         # protocol paper, a row without region masks: plain CLIP (the paper's Sec. 2.3), no Alpha-CLIP weights
         opts.update(alpha_weights=None, alpha_init="zero")
     if name == "auto":
         try:
-            return build_encoder("ViT-B-16-quickgelu", pretrained=weights or "openai", **opts)
+            return build_encoder("ViT-B-16-quickgelu", weights or "openai", seed=seed, **opts)
         except IodaError as err:
             LOG.warning("no pretrained CLIP available offline (%s); falling back to the UNTRAINED tiny encoder: "
                         "adaptation will run but is not meaningful", err)
             name, weights = "tiny", None
-    return build_encoder(name, pretrained=weights, seed=seed, **opts)
+    return build_encoder(name, weights, seed=seed, **opts)
 
 
 def _labels(args, labels_path: str | None, photo_path: Path, photo, out_dir: Path):
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             LOG.info("wrote %s (%.1f s of adaptation)", out_dir / "model.safetensors", stats.get("seconds") or 0.0)
     if shared.untrained:
-        LOG.warning("the CLIP encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
+        LOG.warning("the encoder was UNTRAINED: these adapted weights are a smoke test, not a real adaptation")
     return 0
 
 
@@ -351,7 +354,7 @@ class _Shared:
             from ioda.adapt.api import source_pool
 
             self.encoder = _encoder(args, device, settings.clip_input or protocol.clip_input, protocol.name,
-                                    settings.seed)
+                                    settings.seed, untrained=variant.encoder == "untrained")
             self.untrained = bool(self.encoder.untrained)
             self.source = source_pool(args.source_data, scale, variant)
 

@@ -22,6 +22,7 @@ from ioda.errors import IodaError
 GUIDANCES = ("image", "text")
 REFERENCES = ("sr", "hr")
 REGIONS = ("full", "grid", "box", "instance")
+ENCODER_STATES = ("configured", "untrained")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class Variant:
     label: str = ""  # its row in the tables and figures
     table_labels: tuple[tuple[str, str], ...] = ()  # (table, label) where a table names it otherwise
     comparison_label: str = "{backbone} + {label}"  # its row in Table 6 (the comparison with other methods)
+    # the config's encoder as configured, or the same architecture without weights (seeded random: the control
+    # that tells a trained encoder's effect from what any direction loss does to the network)
+    encoder: str = "configured"
 
     def __post_init__(self) -> None:
         for key, value, allowed in (
@@ -73,6 +77,7 @@ class Variant:
             ("guidance", self.guidance, GUIDANCES),
             ("reference", self.reference, REFERENCES),
             ("region", self.region, REGIONS),
+            ("encoder", self.encoder, ENCODER_STATES),
         ):
             if value not in allowed:
                 raise IodaError(f"variant {self.name!r}: {key}={value!r} (expected one of {', '.join(allowed)})")
@@ -137,6 +142,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("ioda", region="instance", occlusion=True, description="IODA: occlusion + instance masks",
                 label="IODA (occlusion + instance)", table_labels=(("table2", "Image-guided & SR (IODA)"),),
                 comparison_label="{backbone} + IODA"),
+        Variant("ioda_untrained", region="instance", occlusion=True, encoder="untrained",
+                description="IODA with the encoder's architecture UNTRAINED (seeded random): the control",
+                label="IODA, untrained encoder (control)"),
         Variant("finetune", method="finetune", description="supervised L1 on all target HR (upper bound, Table 5)",
                 label="Fine-tune (all target HR)"),
         Variant("zssr", method="zssr", description="ZSSR: trained on the single LR image only (Table 6)",

@@ -55,6 +55,11 @@ class ImageEncoder(nn.Module):
         return self.visual.conv1.weight.device
 
     @property
+    def regions_inert(self) -> bool:
+        """A zero alpha conv (no Alpha-CLIP checkpoint) reproduces CLIP exactly: region masks change nothing."""
+        return not bool(self.visual.conv1_alpha.weight.detach().abs().sum())
+
+    @property
     def has_text(self) -> bool:
         return hasattr(self.clip, "transformer") or hasattr(self.clip, "text")
 

@@ -18,6 +18,7 @@ class EncoderSpec:
     clip_options: bool  # takes Alpha-CLIP's options (alpha weights/init, CLIP input range, protocol, antialias)
     builder: Callable[..., object]
     weights_help: str
+    trained_here: bool = False  # without weights, the workflow trains it (`ioda pretrain-encoder`, rule pretrain_encoder)
 
 
 def _build_clip(name: str, weights, *, device, seed, **clip_opts):
@@ -41,7 +42,8 @@ ENCODERS: dict[str, EncoderSpec] = {
                     clip_options=True, builder=_build_clip, weights_help="'openai' or an open_clip weights file"),
         EncoderSpec("degradation", "a small CNN trained by `ioda pretrain-encoder` to tell cameras apart, with "
                     "alpha-weighted region pooling; no text tower", has_text=False, clip_options=False,
-                    builder=_build_degradation, weights_help="a .safetensors file of `ioda pretrain-encoder`"),
+                    builder=_build_degradation, weights_help="a .safetensors file of `ioda pretrain-encoder`",
+                    trained_here=True),
     )
 }
 

@@ -26,6 +26,11 @@ class Encoder(Protocol):
     embed_dim: int
 
     @property
+    def regions_inert(self) -> bool:
+        """Whether a region mask leaves the features unchanged (Alpha-CLIP without alpha weights)."""
+        ...
+
+    @property
     def has_text(self) -> bool: ...
 
     @property

@@ -119,6 +119,7 @@ class DegradationEncoder(nn.Module):
     """The frozen degradation encoder, with the interface of ioda.encoders.base.Encoder (no text tower)."""
 
     has_text = False
+    regions_inert = False  # the mask weights the pooling
 
     def __init__(self, net: DegradationNet, *, untrained: bool, description: str, card: dict | None = None):
         super().__init__()

@@ -4,8 +4,8 @@ Synthetic, on held-out images under held-out degradation draws (ioda.encoders.co
 never uses):
 - knn_acc: 1-nearest-neighbour retrieval of the degradation across content: each (image, degradation) query
   against every crop of the OTHER images; a hit when the neighbour carries the same degradation (chance 1/M);
-- blur_rank_corr, noise_rank_corr: a ridge probe fitted on half the draws predicts the blur / noise strength of
-  the other half; Spearman correlation of prediction and truth;
+- blur_rank_corr, noise_rank_corr: a ridge probe fitted on half the degradation draws predicts the blur / noise
+  strength of the other half (other parameters); Spearman correlation of prediction and truth;
 - splice_acc: two degradations of one crop spliced under a random mask; the embedding pooled under the mask must
   be closer to its own degradation's crop than to the other's (and the complement's likewise).
 On real camera pairs (ioda.encoders.probes.real_*): the consistency of per-image camera directions, and whether the
@@ -47,6 +47,7 @@ def synthetic_probes(encoder, images: list[np.ndarray], *, n_deg: int = 16, lr_s
     """knn_acc, blur_rank_corr, noise_rank_corr and splice_acc on `images` (held out from training)."""
     from sklearn.linear_model import RidgeCV
 
+    lr_size = min(lr_size, min(min(img.shape[:2]) for img in images) // scale)  # small held-out images: smaller crops
     lrs, params = _held_out(images, n_deg, lr_size, scale, seed)  # K x M x 3 x L x L
     k, m = lrs.shape[:2]
     e = _embed(encoder, lrs.flatten(0, 1)).view(k, m, -1)
@@ -57,13 +58,14 @@ def synthetic_probes(encoder, images: list[np.ndarray], *, n_deg: int = 16, lr_s
     sim[img_id[:, None] == img_id[None, :]] = -2.0  # retrieve across content only
     knn = float((deg_id[sim.argmax(1)] == deg_id).float().mean())
 
-    # linear probe of blur and noise strength: fit on the first half of the images, test on the rest
+    # linear probe of blur and noise strength: fit on the first half of the degradation draws, test on the others
     targets = np.array([corruptions.probe_targets(p) for p in params])  # M x 2
     x, y = e.numpy(), np.broadcast_to(targets, (k, m, targets.shape[1]))
-    half = max(1, k // 2)
-    probe = RidgeCV(alphas=np.logspace(-3, 2, 12)).fit(x[:half].reshape(-1, x.shape[-1]), y[:half].reshape(-1, 2))
-    pred = probe.predict(x[half:].reshape(-1, x.shape[-1]))
-    truth = y[half:].reshape(-1, 2)
+    half = max(1, m // 2)
+    probe = RidgeCV(alphas=np.logspace(-3, 2, 12)).fit(x[:, :half].reshape(-1, x.shape[-1]),
+                                                        y[:, :half].reshape(-1, 2))
+    pred = probe.predict(x[:, half:].reshape(-1, x.shape[-1]))
+    truth = y[:, half:].reshape(-1, 2)
     ranks = {}
     for j, key in enumerate(corruptions.PROBE_KEYS):
         ranks[f"{key}_rank_corr"] = float(sps.spearmanr(pred[:, j], truth[:, j]).statistic)

@@ -39,7 +39,7 @@ from ioda.runtime import setup_logging
 VARIANCE_NOTE = ("mean ± std = sample standard deviation (ddof=1) over the N target images; the paper's ± is a "
                  "variance: ours (population, ddof=0) is its own column")
 RUN_COLUMNS = ["task", "backbone", "variant", "run", "protocol", "psnr", "ssim", "seconds", "eval_seconds",
-               "evaluations", "device", "hardware", "untrained_encoder", "oracle_psnr", "oracle_ssim", "oracle_step",
+               "evaluations", "device", "hardware", "untrained_encoder", "encoder", "oracle_psnr", "oracle_ssim", "oracle_step",
                "final_step", "validation_task", "validated_step", "validated_psnr"]
 
 
@@ -110,7 +110,7 @@ def collect_run(plan: Plan, run: Run) -> dict:
         "ssim": _float(summary["mean_ssim"], f"{summary_path}: mean_ssim"),
         "protocol": "", "seconds": math.nan, "eval_seconds": math.nan, "evaluations": 0,
         "device": summary.get("device", ""), "hardware": "",
-        "untrained_encoder": False, "oracle_psnr": math.nan, "oracle_ssim": math.nan,
+        "untrained_encoder": False, "encoder": "", "oracle_psnr": math.nan, "oracle_ssim": math.nan,
         "oracle_step": math.nan, "final_step": math.nan,
         "validation_task": "", "validated_step": math.nan, "validated_psnr": math.nan,
     }
@@ -126,6 +126,7 @@ def collect_run(plan: Plan, run: Run) -> dict:
         row["device"] = info.get("device", row["device"])
         row["hardware"] = info.get("hardware", "")
         row["untrained_encoder"] = bool((info.get("encoder") or {}).get("untrained", False))
+        row["encoder"] = (info.get("encoder") or {}).get("description") or ""
         curve_path = plan.adapt_dir(run) / "curve.csv"
         if plan.evaluates(run) and curve_path.is_file():
             curve = [c for c in read_curve(curve_path) if math.isfinite(c["psnr"])]

@@ -261,7 +261,7 @@ def tsne_features(plan: Plan, samples: int, seed: int):
     import torch
     from tqdm import tqdm
 
-    from ioda.clip import build_encoder
+    from ioda.encoders import build_encoder
     from ioda.imageio import image_to_tensor
     from ioda.masks import load_label_map, occlusion_keep_mask, sample_region
 
@@ -272,7 +272,7 @@ def tsne_features(plan: Plan, samples: int, seed: int):
     labels = load_label_map(plan.labels(target, 0), expected_hw=image.shape[:2])
     enc_cfg = plan.cfg["encoder"]
     device = resolve_device(plan.cfg["run"]["device"])
-    encoder = build_encoder(enc_cfg["name"], pretrained=enc_cfg["weights"], alpha_weights=enc_cfg["alpha_weights"],
+    encoder = build_encoder(enc_cfg["name"], plan.encoder_weights("ioda"), alpha_weights=enc_cfg["alpha_weights"],
                             device=device, seed=seed, input_range=plan.cfg["adapt"]["clip_input"],
                             alpha_init=enc_cfg["alpha_init"], protocol=plan.cfg["adapt"]["protocol"],
                             antialias=plan.cfg["adapt"]["clip_antialias"])
@@ -330,11 +330,11 @@ def fig4_tsne(plan: Plan):
         start += n
     ax.set_xlabel("t-SNE 1")
     ax.set_ylabel("t-SNE 2")
-    enc = "untrained tiny encoder" if encoder.untrained else encoder.description
+    enc = f"untrained {plan.cfg['encoder']['name']} encoder" if encoder.untrained else encoder.description
     ax.set_title(f"{img_path.name}: {len(stacked) // len(names)} samples per condition ({enc})", fontsize=9)
     ax.legend(loc="best", markerscale=2)
     note = "dispersion: mean cosine distance to the centroid (feature space)"
-    if not bool(encoder.visual.conv1_alpha.weight.detach().abs().sum()):
+    if encoder.regions_inert:
         # zero alpha weights (no Alpha-CLIP checkpoint) reproduce CLIP exactly: masks cannot move the features
         note += "\nalpha weights are zero (no Alpha-CLIP checkpoint): region masks leave the features unchanged"
     ax.text(1.0, -0.16, note, transform=ax.transAxes, ha="right", va="top", fontsize=8)

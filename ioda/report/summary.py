@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ioda.adapt.variants import VARIANTS
 from ioda.config import load_config
+from ioda.encoders import get_encoder_spec
 from ioda.errors import IodaError
 from ioda.files import write_text
 from ioda.report.aggregate import STATISTICS
@@ -52,7 +54,9 @@ def what_is_real(cfg: dict, untrained: bool) -> list[str]:
                  + (f"; pre-trained here ({cfg['pretrain']['steps']} steps): {', '.join(here)}" if here else ""))
     enc = cfg["encoder"]
     lines.append("- Encoder: " + ("**untrained** (random weights): the adaptation direction is not meaningful"
-                                  if untrained or enc["name"] == "tiny" else
+                                  if untrained or (enc["name"] == "tiny" and not enc["weights"]) else
+                                  f"`{enc['name']}` trained here ({get_encoder_spec(enc['name']).description})"
+                                  if get_encoder_spec(enc["name"]).trained_here and not enc["weights"] else
                                   f"pretrained `{enc['name']}`" + (" with Alpha-CLIP weights" if enc["alpha_weights"] else "")))
     m = cfg["masks"]
     lines.append("- Instance masks: " + (f"SAM {m['sam_model']}" if m["source"] == "sam" else
@@ -115,14 +119,17 @@ def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
 def render(plan: Plan, out: Path) -> str:
     cfg = plan.cfg
     runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
-    untrained = bool(runs["untrained_encoder"].astype(bool).any()) if len(runs) else False
+    configured = runs[[VARIANTS[v].encoder == "configured" for v in runs["variant"]]] if len(runs) else runs
+    untrained = bool(configured["untrained_encoder"].astype(bool).any()) if len(configured) else False
+    encoders = sorted({str(e) for e in configured.get("encoder", pd.Series(dtype=str)).dropna() if str(e)})
+    controls = sorted({v for v in runs["variant"] if VARIANTS[v].encoder == "untrained"}) if len(runs) else []
     lines = [f"# IODA reproduction — {cfg['run']['name']}", ""]
     if cfg["run"]["standins"]:
         lines = [f"> **{BANNER}**", ""] + lines
     if not cfg["run"]["paper"] or untrained:
         lines += [
             "> **This is not the paper's experiment.** "
-            + ("The (Alpha-)CLIP encoder was **untrained** in these runs, so adaptation follows a meaningless "
+            + ("The encoder was **untrained** in these runs, so adaptation follows a meaningless "
                "direction: the numbers below test the pipeline end to end and are **not** the paper's numbers. "
                if untrained else "")
             + ("The configuration is not the paper's (see *What is real* below for its data, backbones and step "
@@ -157,6 +164,10 @@ def render(plan: Plan, out: Path) -> str:
     lines.append(f"- Encoder: `{enc['name']}`" + (f", weights `{enc['weights']}`" if enc["weights"] else "")
                  + (f", Alpha-CLIP `{enc['alpha_weights']}`" if enc["alpha_weights"] else "")
                  + (" — **untrained**" if untrained else ""))
+    lines += [f"  - used: {e}" for e in encoders]
+    if controls:
+        lines.append(f"  - control cell(s) {', '.join(f'`{v}`' for v in controls)}: the same architecture "
+                     "UNTRAINED (seeded random weights), by design")
     lines.append(f"- Masks: `{cfg['masks']['source']}`" + (f" ({cfg['masks']['sam_model']})" if cfg["masks"]["source"] == "sam" else ""))
     lines.append(f"- Runs: {len(runs)} evaluations in {runs.groupby(['task', 'backbone', 'variant']).ngroups} cells; "
                  f"seed {cfg['run']['seed']}")

@@ -198,9 +198,13 @@ class Builder:
         else:
             n.append(f"Configuration '{self.cfg['run']['name']}' is not the paper's: no paper numbers are shown, "
                      "and these numbers are not comparable with the paper's.")
-        if any(c.get("untrained_encoder") for c in self.cells.values()):
-            n.append("The (Alpha-)CLIP encoder was UNTRAINED in these runs: a smoke test of the pipeline, not a "
+        untrained = {k[2] for k, c in self.cells.items() if c.get("untrained_encoder")}
+        if any(VARIANTS[v].encoder == "configured" for v in untrained):
+            n.append("The encoder was UNTRAINED in these runs: a smoke test of the pipeline, not a "
                      "reproduction of the method's effect.")
+        elif untrained:
+            n.append(f"{', '.join(sorted(METHOD[v] for v in untrained))}: the encoder's architecture UNTRAINED (seeded "
+                     "random weights), by design: the control beside the trained encoder's rows.")
         return n
 
     # ---- the three statistics --------------------------------------------------------------------------

@@ -105,6 +105,10 @@ def all_pretrained():
     return [str(PLAN.source_model(b, s)) for b, s in PLAN.pretrained()]
 
 
+def all_encoders():
+    return [str(PLAN.encoder_file())] if PLAN.encoder_trained_here() else []
+
+
 def all_labels():
     return [str(PLAN.labels(d, i)) for d, i in PLAN.masks_needed()]
 
@@ -158,6 +162,8 @@ def adapt_inputs(wc):
     }
     if VARIANTS[wc.variant].needs_labels:
         inputs["labels"] = [str(PLAN.labels(t["target"], r.image_index)) for r in cell_runs(wc)]
+    if VARIANTS[wc.variant].direction and PLAN.encoder_trained_here() and PLAN.encoder_weights(wc.variant):
+        inputs["encoder"] = str(PLAN.encoder_file())
     return inputs
 
 
@@ -262,14 +268,22 @@ def adapt_settings(wc):
     return cell_json(config, VARIANTS[wc.variant], evaluates=PLAN.evaluates(cell_runs(wc)[0]))
 
 
+def encoder_recipe(wc):
+    """The encoder.pretrain settings as `ioda pretrain-encoder` flags (a function of the config only)."""
+    p = config["encoder"]["pretrain"]
+    return " ".join(f"--{k.replace('_', '-')} {p[k]}" for k in ("steps", "batch_size", "bank_size", "seed"))
+
+
 def adapt_extra(wc):
     """The inputs and options that are no AdaptSettings: the encoder, label maps, prompts, the target's pairs,
     the test split of the oracle curve. Everything that changes a run's result is a param, so Snakemake reruns it."""
     runs, t, enc, variant = cell_runs(wc), task_cfg(wc), config["encoder"], VARIANTS[wc.variant]
     opts = ["--encoder", enc["name"]]
-    for flag, key in (("--encoder-weights", "weights"), ("--alpha-weights", "alpha_weights")):
-        if enc[key]:
-            opts += [flag, enc[key]]
+    weights = PLAN.encoder_weights(wc.variant)
+    if weights:
+        opts += ["--encoder-weights", weights]
+    if enc["alpha_weights"] and variant.encoder != "untrained":
+        opts += ["--alpha-weights", enc["alpha_weights"]]
     opts += ["--alpha-init", enc["alpha_init"]]
     if variant.needs_labels:
         opts += ["--labels", *(PLAN.labels(t["target"], r.image_index) for r in runs)]
@@ -296,6 +310,8 @@ def figure_inputs(wc):
         target = PLAN.tasks[task]["target"]
         inputs["data"] = str(PLAN.manifest(target))
         inputs["labels"] = str(PLAN.labels(target, 0))
+        if PLAN.encoder_trained_here():
+            inputs["encoder"] = str(PLAN.encoder_file())
     elif wc.figure == "curves":
         inputs["curves"] = curve_runs()
         # the validated step and the validation task's curves
