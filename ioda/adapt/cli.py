@@ -253,11 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
+    jobs = _jobs(args)
+    args.stack = args.stack and len(jobs) > 1  # one run stacked is a plain run
     if args.stack and not variant.direction:
         raise IodaError(f"--stack: stacking runs is for the direction-loss variants, not --variant {variant.name}")
     if args.stack and args.resume:
         raise IodaError("--stack: stacked runs do not checkpoint; drop --resume (or --stack)")
-    jobs = _jobs(args)
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
 

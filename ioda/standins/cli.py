@@ -21,7 +21,7 @@ from ioda.files import sha256_file, write_json
 from ioda.runtime import setup_logging
 from ioda.standins import datasets as ds
 from ioda.standins import weights as ws
-from ioda.standins.guard import record_path
+from ioda.standins.guard import record_path, recorded_files
 
 LOG = logging.getLogger("ioda")
 HF_CACHE = "standins/hf-hub"
@@ -79,10 +79,8 @@ def write_all(cfg: dict, root: Path, seed: int = 0, n_train: int = 3, n_test: in
 
 
 def _known(root: Path) -> set[str]:
-    from ioda.files import read_json
-
     path = record_path(root)
-    return set(read_json(path).get("files", {})) if path.is_file() else set()
+    return set(recorded_files(path)) if path.is_file() else set()
 
 
 def main(argv: list[str] | None = None) -> int:
