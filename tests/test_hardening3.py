@@ -34,3 +34,178 @@ def test_crash_after_a_held_warning_prints_its_traceback_and_ends():
     assert proc.returncode == 1
     assert "RuntimeError: boom" in proc.stderr and "held warning" in proc.stderr
     assert proc.stderr.count("held warning") == 1
+
+
+def test_one_stacked_run_trains_as_a_plain_run(tmp_path):
+    import torch
+
+    from ioda.adapt.batches import DirectionSampler, SourcePool
+    from ioda.adapt.stacked import StackedTrainers
+    from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
+    from ioda.adapt.variants import get_variant
+    from ioda.archs import build_model
+    from ioda.clip import build_encoder
+    from ioda.data.pairs import Pair
+    from ioda.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    lr = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    write_image(tmp_path / "lr.png", lr)
+    write_image(tmp_path / "hr.png", np.repeat(np.repeat(lr, 4, 0), 4, 1))
+    source = SourcePool([Pair("0", tmp_path / "lr.png", tmp_path / "hr.png")], 4, need_hr=False)
+    v = get_variant("image_guided")
+    s = AdaptSettings(steps=2, batch_size=1, lr_patch=16, lr=1e-3, seed=0, eval_every=0)
+    sampler = DirectionSampler(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), None, source, scale=4,
+                               lr_patch=16, batch_size=1, region=v.region, occlusion=v.occlusion, seed=0)
+    t = DirectionTrainer(build_model("safmn_tiny", seed=0), build_encoder("tiny", seed=0), sampler, v, s,
+                         torch.device("cpu"), tmp_path / "run")
+    (summary,) = StackedTrainers([t]).run()
+    assert summary["steps"] == 2 and len(t.loss_rows) == 2
+
+
+# ---- stand-ins: recognised by their content ----
+
+def test_stand_in_weights_copied_elsewhere_are_refused_without_their_record(tmp_path):
+    import shutil
+
+    import torch
+
+    from ioda.standins import weights as ws
+    from ioda.standins.guard import refuse_standins
+
+    written = ws.write_backbone("safmn_tiny", tmp_path / "clone1" / "weights" / "SAFMN_L_DF2K_x4.pth")
+    copy = tmp_path / "clone2" / "weights" / "SAFMN_L_DF2K_x4.pth"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(written, copy)  # no standins/record.json anywhere above it
+    with pytest.raises(IodaError, match=r"clone2/weights/SAFMN_L_DF2K_x4\.pth: a stand-in file"):
+        refuse_standins([copy], allowed=False)
+    refuse_standins([copy], allowed=True)
+    assert set(torch.load(copy, weights_only=True)) == {"params"}  # the official key layout is unchanged
+
+
+def test_stand_in_safetensors_carry_the_mark(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    from ioda.standin_mark import KEY, TEXT, is_marked
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "a.safetensors"), metadata={KEY: TEXT})
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "b.safetensors"))
+    assert is_marked(tmp_path / "a.safetensors") and not is_marked(tmp_path / "b.safetensors")
+
+
+@pytest.mark.parametrize("record", ["[]", '{"files": ["a.pth"]}', '{"files": {"a.pth": 3}}'])
+def test_a_malformed_stand_in_record_is_one_line(tmp_path, record):
+    from ioda.standins.cli import _known
+    from ioda.standins.guard import record_path, refuse_standins
+
+    rec = record_path(tmp_path)
+    rec.parent.mkdir(parents=True)
+    rec.write_text(record)
+    (tmp_path / "w.pth").write_bytes(b"not a stand-in")
+    for call in (lambda: refuse_standins([tmp_path / "w.pth"], allowed=False), lambda: _known(tmp_path)):
+        with pytest.raises(IodaError, match=r"record\.json: not a stand-in record \(expected a JSON object"):
+            call()
+
+
+def test_a_stand_in_dataset_with_the_published_counts_is_refused_without_standins(tmp_path, monkeypatch):
+    from ioda.data import prepare as prep
+    from ioda.standins import datasets as ds
+
+    ds.write_dataset("RealSR_Canon", tmp_path / "raw", n_train=1, n_test=1, size=(32, 48))
+    monkeypatch.setattr(prep, "verify_manual", lambda entry, root: None)  # as if the counts matched
+    with pytest.raises(IodaError, match=r"Canon_001_HR\.png: a stand-in image .*--standins"):
+        prep.prepare("RealSR_Canon", tmp_path / "out", root=tmp_path / "raw")
+    assert not (tmp_path / "out").exists()
+    assert prep.prepare("RealSR_Canon", tmp_path / "out", root=tmp_path / "raw", standins=True).is_file()
+
+
+def test_data_and_masks_do_not_import_standins():
+    for folder in ("data", "masks"):
+        for f in (ROOT / "ioda" / folder).glob("*.py"):
+            assert "ioda.standins" not in f.read_text(), f
+
+
+# ---- ioda plan: impossible figures ----
+
+def _timings(tmp_path, figure) -> Path:
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"device": "cuda", "hardware": "test GPU",
+                                "figures": {"adapt_step": {"safmn_l": figure}}}))
+    return path
+
+
+@pytest.mark.parametrize("figure,expect", [
+    ({"s": -0.1}, "-0.1"), ({"s": 0}, "0"), ({"s": float("nan")}, "nan"), ({"s": float("inf")}, "inf"),
+    ({"s": True}, "True"), ({"s": "abc"}, "'abc'"), ("fast", "expected a mapping with 's', got str")])
+def test_plan_refuses_impossible_figures_naming_the_key(tmp_path, capsys, figure, expect):
+    from ioda import cli
+
+    path = _timings(tmp_path, figure)
+    assert cli.main(["plan", "--config", "config/paper.yaml", "--timings", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "figures.adapt_step.safmn_l" in err and expect in err and err.count("\n") == 1
+
+
+def test_plan_refuses_a_string_in_place_of_a_figures_mapping(tmp_path, capsys):
+    from ioda import cli
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"device": "cuda", "figures": {"adapt_step": "abc"}}))
+    assert cli.main(["plan", "--config", "config/paper.yaml", "--timings", str(path)]) == 2
+    assert "figures.adapt_step: expected a mapping" in capsys.readouterr().err
+
+
+def test_plan_warns_when_the_timings_device_is_not_the_configs(tmp_path, capsys, caplog):
+    import yaml
+
+    from ioda import cli
+
+    cfg = yaml.safe_load(open(ROOT / "config/paper.yaml"))
+    cfg["run"]["device"] = "cpu"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    path = _timings(tmp_path, {"s": 0.1, "batch": 2, "lr_patch": 128})
+    assert cli.main(["plan", "--config", str(tmp_path / "c.yaml"), "--timings", str(path)]) == 0
+    assert "measured on cuda, the config runs on cpu" in caplog.text
+
+
+# ---- preflight ----
+
+def test_preflight_checks_the_data_disk_too(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from ioda import preflight
+    from ioda.config import paper_config
+
+    cfg = paper_config()
+    data, results = tmp_path / "data", tmp_path / "results"
+    cfg["run"].update(device="cpu", data_dir=str(data), results_dir=str(results))
+    gib = 1024**3
+    monkeypatch.setattr(preflight, "disk_need", lambda plan: ({plan.data: 5 * gib, plan.results: gib}, []))
+    usage = namedtuple("Usage", "total used free")
+    # the data disk nearly full, the results disk roomy (both lie on one filesystem here: the test says otherwise)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1, 0, gib if "data" in str(p) else 100 * gib))
+    with pytest.raises(IodaError, match=r"preflight: disk: .* has 1\.0 GiB free, the run writes about 6\.0 GiB"):
+        preflight.check(cfg, None)
+
+
+def test_preflight_refuses_a_missing_timings_file_and_a_bogus_device(tmp_path, capsys):
+    from ioda import cli
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((ROOT / ".test/config.yaml").read_text())
+    assert cli.main(["preflight", "--config", str(cfg), "--timings", str(tmp_path / "none.json")]) == 2
+    assert "--timings" in capsys.readouterr().err
+    assert cli.main(["preflight", "--config", str(cfg), "--device", "bogus"]) == 2
+    assert "--device 'bogus': expected auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+
+
+def test_mps_without_mps_is_one_line(monkeypatch):
+    import torch
+
+    from ioda.runtime import resolve_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(IodaError, match="device 'mps' requested but MPS .* is not available"):
+        resolve_device("mps")
