@@ -209,3 +209,99 @@ def test_mps_without_mps_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     with pytest.raises(IodaError, match="device 'mps' requested but MPS .* is not available"):
         resolve_device("mps")
+
+
+# ---- the packed patch store ----
+
+@pytest.fixture
+def split(tmp_path):
+    from ioda.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        lr = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        write_image(tmp_path / "split" / "LR_x4" / f"im{i}.png", lr)
+        write_image(tmp_path / "split" / "HR" / f"im{i}.png", np.repeat(np.repeat(lr, 4, 0), 4, 1))
+    return tmp_path / "split"
+
+
+def test_damaged_patch_stores_are_refused_by_name(split, tmp_path):
+    import shutil
+
+    from ioda.data.patch_store import pack_split, read_index
+
+    store = pack_split(split, 4, tmp_path / "store").parent
+    other_split = tmp_path / "other"
+    shutil.copytree(split, other_split)
+    pixels = np.load(store / "hr.npy")
+    from ioda.imageio import write_image
+
+    write_image(other_split / "HR" / "im0.png", np.full((32, 32, 3), 7, np.uint8))
+    other = pack_split(other_split, 4, tmp_path / "other_store").parent
+    good = (store / "hr.npy").read_bytes()
+
+    def damaged(data: bytes, match: str):
+        (store / "hr.npy").write_bytes(data)
+        with pytest.raises(IodaError, match=match):
+            read_index(store)
+        (store / "hr.npy").write_bytes(good)
+
+    damaged(good[:-100], r"hr\.npy: missing, damaged or not the \d+-byte uint8 array")  # truncated
+    damaged(b"\0" * 64 + good[64:], r"hr\.npy: missing, damaged")  # header overwritten
+    head = len(good) - pixels.size  # the .npy header
+    damaged(good[:head + 5] + bytes([good[head + 5] ^ 0xFF]) + good[head + 6:], r"hr\.npy: content differs")
+    damaged((other / "hr.npy").read_bytes(), r"hr\.npy: content differs from the SHA-256")
+    assert read_index(store)["count"] == 2
+
+
+def test_pack_out_never_deletes_the_input_or_a_foreign_folder(split, tmp_path, capsys):
+    from ioda import cli
+
+    before = sorted(p.name for p in (split / "HR").iterdir())
+    for out in (split, split.parent):
+        assert cli.main(["pack", str(split), "--out", str(out)]) == 2
+        assert "holds the split" in capsys.readouterr().err
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("mine")
+    assert cli.main(["pack", str(split), "--out", str(notes)]) == 2
+    assert "a non-empty folder that is no patch store" in capsys.readouterr().err
+    assert (notes / "a.txt").read_text() == "mine" and sorted(p.name for p in (split / "HR").iterdir()) == before
+    store = tmp_path / "store"
+    assert cli.main(["pack", str(split), "--out", str(store)]) == 0
+    assert cli.main(["pack", str(split), "--out", str(store)]) == 0  # an earlier store is replaced
+
+
+# ---- settings and configs ----
+
+@pytest.mark.parametrize("value,shown", [(2.5, "2.5"), ("abc", '"abc"'), (True, "true")])
+def test_settings_json_type_errors_name_the_type(value, shown):
+    from ioda.adapt.settings import build
+    from ioda.adapt.variants import get_variant
+
+    with pytest.raises(IodaError, match=rf"--settings-json steps must be an integer \(at least 1\), got {shown}$"):
+        build({"steps": value}, get_variant("ioda"), names={"steps": "--settings-json steps"})
+
+
+DUPLICATE_STEPS = "adapt:\n  steps: 5\n  lr: 1.0e-5\n  steps: 7\n"
+
+
+def test_a_key_given_twice_in_a_config_is_refused_naming_it(tmp_path):
+    from ioda.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text((ROOT / ".test/config.yaml").read_text() + "\n" + DUPLICATE_STEPS)
+    with pytest.raises(IodaError) as err:  # adapt twice at the top level, and steps twice inside
+        load_config(path)
+    assert "given twice" in str(err.value) and "\n" not in str(err.value)
+    path.write_text(DUPLICATE_STEPS)
+    with pytest.raises(IodaError, match=r"c\.yaml: malformed YAML at line 4, column 3: key 'steps' given twice"):
+        load_config(path)
+
+
+def test_snakemake_refuses_a_key_given_twice(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text((ROOT / ".test/config.yaml").read_text() + "\nrun:\n  name: again\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "key 'run' given twice in one mapping" in proc.stdout + proc.stderr
