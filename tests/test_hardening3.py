@@ -305,3 +305,18 @@ def test_snakemake_refuses_a_key_given_twice(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "key 'run' given twice in one mapping" in proc.stdout + proc.stderr
+
+
+def test_evaluate_refuses_tiles_too_small_to_keep_the_scores(split, tmp_path, capsys):
+    from ioda import cli
+    from ioda.archs import build_model, save_model
+
+    ckpt = tmp_path / "m.safetensors"
+    save_model(build_model("safmn_tiny", seed=0), ckpt, preset="safmn_tiny")
+    common = ["evaluate", "--model", str(ckpt), "--data", str(split), "--device", "cpu",
+              "--out-csv", str(tmp_path / "a.csv"), "--out-json", str(tmp_path / "a.json")]
+    for tile in ("1", "2", "8"):
+        assert cli.main([*common, "--tile", tile]) == 2
+        assert f"--tile {tile}: tiles below 16 LR px change the scores" in capsys.readouterr().err
+    assert not (tmp_path / "a.json").exists()
+    assert cli.main([*common, "--tile", "16"]) == 0
