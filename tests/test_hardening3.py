@@ -320,3 +320,30 @@ def test_evaluate_refuses_tiles_too_small_to_keep_the_scores(split, tmp_path, ca
         assert f"--tile {tile}: tiles below 16 LR px change the scores" in capsys.readouterr().err
     assert not (tmp_path / "a.json").exists()
     assert cli.main([*common, "--tile", "16"]) == 0
+
+
+@pytest.mark.parametrize("err,expect", [
+    (OSError(28, "No space left on device"), "no space left on the device while writing stand-ins"),
+    (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                  "data/3: file write failed"), "no space left on the device"),
+    (OSError(30, "Read-only file system", "standins/record.json"), "cannot write standins/record.json (Read-only"),
+    (PermissionError(13, "Permission denied", "x"), "cannot write x (Permission denied)")])
+def test_standins_write_failures_are_one_line(tmp_path, monkeypatch, capsys, err, expect):
+    from ioda import cli
+    from ioda.standins import cli as standins_cli
+
+    def fail(*args, **kwargs):
+        raise err
+
+    monkeypatch.setattr(standins_cli, "write_json", fail)
+    assert cli.main(["standins", "--config", str(ROOT / ".test/config.yaml"), "--root", str(tmp_path)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " INFO " not in ln]  # the progress log aside
+    assert len(lines) == 1 and expect in lines[0]
+
+
+def test_standins_root_that_is_a_file_is_one_line(tmp_path, capsys):
+    from ioda import cli
+
+    (tmp_path / "f").write_text("x")
+    assert cli.main(["standins", "--config", str(ROOT / ".test/config.yaml"), "--root", str(tmp_path / "f")]) == 2
+    assert "--root" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"
