@@ -347,3 +347,21 @@ def test_standins_root_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert cli.main(["standins", "--config", str(ROOT / ".test/config.yaml"), "--root", str(tmp_path / "f")]) == 2
     assert "--root" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"
+
+
+def test_more_target_images_than_the_pool_holds_are_refused_up_front(tmp_path):
+    from ioda.config import paper_config
+    from ioda.plan import Plan
+
+    cfg = paper_config()
+    cfg["run"]["data_dir"] = str(tmp_path / "data")
+    cfg["experiments"]["tasks"]["gta_rain"]["n_images"] = 401
+    with pytest.raises(IodaError, match=r"'experiments.tasks.gta_rain.n_images': 401 images, but the pool split "
+                                        r"'train' of ACDC_rain has 400"):
+        Plan(cfg)
+    manifest = tmp_path / "data" / "ACDC_rain" / "manifest.json"  # a prepared dataset's own count decides
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"splits": {"train": {"count": 2}}}))
+    cfg["experiments"]["tasks"]["gta_rain"]["n_images"] = 3
+    with pytest.raises(IodaError, match="has 2"):
+        Plan(cfg)
