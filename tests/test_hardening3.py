@@ -365,3 +365,19 @@ def test_more_target_images_than_the_pool_holds_are_refused_up_front(tmp_path):
     cfg["experiments"]["tasks"]["gta_rain"]["n_images"] = 3
     with pytest.raises(IodaError, match="has 2"):
         Plan(cfg)
+
+
+def test_a_stand_in_refused_inside_snakemake_is_one_line(tmp_path, copy_project):
+    from ioda.standins import weights as ws
+
+    proj = copy_project(ROOT, tmp_path / "proj")
+    ws.write_backbone("safmn_tiny", proj / "weights" / "tiny.pth")  # a stand-in, and the config does not allow it
+    cfg = (proj / ".test/config.yaml").read_text().replace("safmn_tiny: {preset: safmn_tiny}",
+                                                           "safmn_tiny: {preset: safmn_tiny, weights: weights/tiny.pth}")
+    (proj / "c.yaml").write_text(cfg)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "c.yaml"], cwd=proj,
+                          capture_output=True, text=True, timeout=300)
+    out = (proc.stdout + proc.stderr).splitlines()
+    refusal = [ln for ln in out if "stand-in" in ln]
+    assert proc.returncode != 0 and len(refusal) == 1 and refusal[0].startswith("ioda preflight: error: ")
+    assert not any(ln.lstrip().startswith(("File ", "WorkflowError")) for ln in out)

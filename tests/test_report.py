@@ -446,6 +446,9 @@ def test_summary_states_untrained_and_links_figures(results):
     assert "untrained" in text and "not** the paper's numbers" in text
     assert "](figures/fig1_bars.png)" in text and "fig4_tsne" not in text.split("## Figures")[1]
     assert "**Table 1" in text and "**Table 6" in text
+    # the notes every table carries are said once, after the tables
+    notes = [ln for ln in text.split("## Tables")[1].split("## Figures")[0].splitlines() if ln.startswith("- ")]
+    assert "Notes to every table above:" in text and len(notes) == len(set(notes)) > 3
     # effects in words: image-guided and both IODA cells gain; ZSSR's -1, -0.5, 0 dB reach 0; fine-tune: one run
     effects = text.split("## Effects")[1].split("##")[0]
     assert "- Final step: 3 of 4 adapted cells show an effect" in effects and "3 gains, 0 losses" in effects

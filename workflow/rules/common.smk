@@ -370,4 +370,6 @@ def preflight():
     try:
         print(summary_line(check(config, timings)), flush=True)
     except IodaError as err:
-        raise WorkflowError(str(err))
+        # one line, as a command's refusal: a WorkflowError here would add Snakemake's traceback of the hook
+        print(f"ioda preflight: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
