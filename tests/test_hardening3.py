@@ -381,3 +381,17 @@ def test_a_stand_in_refused_inside_snakemake_is_one_line(tmp_path, copy_project)
     refusal = [ln for ln in out if "stand-in" in ln]
     assert proc.returncode != 0 and len(refusal) == 1 and refusal[0].startswith("ioda preflight: error: ")
     assert not any(ln.lstrip().startswith(("File ", "WorkflowError")) for ln in out)
+
+
+def test_the_readme_plan_example_is_what_the_command_prints(capsys):
+    import shlex
+
+    from ioda import cli
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- plan-example -->\n```\n", 1)[1].split("```\n<!-- /plan-example -->", 1)[0]
+    command, shown = block.split("\n", 1)
+    argv = shlex.split(command.removeprefix("$ "))
+    assert argv[0] == "ioda" and cli.main(argv[1:]) == 0
+    printed = capsys.readouterr().out
+    assert [ln.rstrip() for ln in printed.splitlines()] == [ln.rstrip() for ln in shown.splitlines()]
