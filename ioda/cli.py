@@ -50,23 +50,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ioda: error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     # Warnings (most from libraries: torch, torchvision, spandrel) are held back while the command runs: a bad
-    # input then ends in its one error line alone; otherwise they are shown once the command ends.
+    # input then ends in its one error line alone; otherwise they are shown once the command ends. They are
+    # shown only after the recording context has closed: inside it, showing a warning records it again.
     with warnings.catch_warnings(record=True) as held:
         try:
             module = importlib.import_module(COMMANDS[name][0])
-            rc = int(module.main(rest) or 0)
+            rc, crash = int(module.main(rest) or 0), None
         except IodaError as err:
             print(f"ioda {name}: error: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"ioda {name}: interrupted", file=sys.stderr)
             return 130
-        except BaseException:
-            _show(held)
-            raise
+        except BaseException as err:  # noqa: BLE001 - re-raised below, after the held warnings
+            rc, crash = 1, err
     _show(held)
+    if crash is not None:
+        raise crash
     return rc
-
 
 def _show(held: list[warnings.WarningMessage]) -> None:
     for w in held:

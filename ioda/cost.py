@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import logging
+import math
 
 from dataclasses import dataclass, field
 
@@ -26,6 +28,8 @@ from ioda.errors import IodaError
 from ioda.files import read_json
 from ioda.adapt.variants import VARIANTS
 from ioda.plan import Plan, Run
+
+LOG = logging.getLogger("ioda")
 
 # Nominal LR size of each paper target's test split (published image sizes / 4, times the image count);
 # RealSR's image sizes vary and are not published per camera, so they are missing until the data is prepared.
@@ -194,6 +198,39 @@ def render(plan: Plan, timings: dict, devices: list[int], timings_path: str) -> 
     return "\n".join(lines) + "\n"
 
 
+def _positive(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0)
+
+
+def check_timings(timings, path: str) -> dict:
+    """The timings file, checked: every figure a mapping whose seconds (and peak memory, when given) are finite
+    positive numbers; IodaError naming the first key that is not."""
+    if not isinstance(timings, dict) or not isinstance(timings.get("figures"), dict):
+        raise IodaError(f"{path}: expected a timings file with a 'figures' mapping")
+    for kind, figs in timings["figures"].items():
+        if not isinstance(figs, dict):
+            raise IodaError(f"{path}: figures.{kind}: expected a mapping of name to figure, got "
+                            f"{type(figs).__name__}")
+        for key, fig in figs.items():
+            if not isinstance(fig, dict):
+                raise IodaError(f"{path}: figures.{kind}.{key}: expected a mapping with 's', got {type(fig).__name__}")
+            for field_ in ("s", "peak_mem_mib"):
+                if fig.get(field_) is not None and not _positive(fig[field_]):
+                    raise IodaError(f"{path}: figures.{kind}.{key}.{field_}: expected a finite positive number, got "
+                                    f"{fig[field_]!r}")
+    return timings
+
+
+def device_mismatch(cfg: dict, timings: dict) -> str | None:
+    """A warning when the timings were measured on another kind of device than the config runs on."""
+    want, have = str(cfg["run"]["device"]).split(":")[0], str(timings.get("device", "?")).split(":")[0]
+    if want != "auto" and have != want:
+        return (f"the timings were measured on {have}, the config runs on {cfg['run']['device']}: the projection "
+                f"is for {have}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ioda plan", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if any(n < 1 for n in args.devices):
         raise IodaError(f"--devices: expected numbers >= 1, got {args.devices}")
-    timings = read_json(args.timings)
-    if not isinstance(timings, dict) or not isinstance(timings.get("figures"), dict):
-        raise IodaError(f"{args.timings}: expected a timings file with a 'figures' mapping")
-    print(render(Plan(load_config(args.config)), timings, args.devices, args.timings), end="")
+    timings = check_timings(read_json(args.timings), args.timings)
+    cfg = load_config(args.config)
+    mismatch = device_mismatch(cfg, timings)
+    if mismatch:
+        LOG.warning("%s", mismatch)
+    print(render(Plan(cfg), timings, args.devices, args.timings), end="")
     return 0

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ioda.archs import load_model, preset_names, upscale
 from ioda.archs.tiling import upscale_image
-from ioda.tiles import AUTO_TILE, AUTO_TILE_PIXELS, auto_tile
+from ioda.tiles import AUTO_TILE, AUTO_TILE_PIXELS, MIN_TILE, auto_tile
 from ioda.data.assets import resolve_checkpoint
 from ioda.data.pairs import check_pair_sizes, list_pairs
 from ioda.errors import IodaError
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     saves = [None if s == "-" else s for s in (args.save_images or [None] * n)]
     device = resolve_device(args.device)
     loaded = [_load(m, args, device) for m in args.model]  # every checkpoint checked before any work
+    _check_tile(args.tile, loaded, args.model)
     done: list[str] = []
     try:
         for (model, scale, ident), name, out_csv, out_json, save in zip(loaded, args.model, args.out_csv,
@@ -283,6 +284,22 @@ def main(argv: list[str] | None = None) -> int:
             Path(f).unlink(missing_ok=True)
         raise
     return 0
+
+
+def _check_tile(tile: int | None, loaded, names) -> None:
+    """A tile of at least MIN_TILE LR px that every network runs on (the probe --lr-patch uses), or none."""
+    if not tile:
+        return
+    if tile < MIN_TILE:
+        raise IodaError(f"--tile {tile}: tiles below {MIN_TILE} LR px change the scores; use at least {MIN_TILE}, "
+                        f"or 0 for the whole image")
+    from ioda.archs.probe import runs_on, smallest_patch
+
+    for (model, scale, _), name in zip(loaded, names):
+        if isinstance(model, nn.Module) and not runs_on(model, scale, tile):
+            smallest = smallest_patch(model, scale)
+            raise IodaError(f"--tile {tile}: {name} cannot super-resolve a {tile}x{tile} LR tile; "
+                            + (f"use at least {smallest}" if smallest else "it runs on no tile up to 512 px"))
 
 
 def _load(name: str, args, device) -> tuple[nn.Module | str, int, dict[str, Any]]:

@@ -63,6 +63,11 @@ class Plan:
                 raise IodaError(f"config: key 'experiments.tasks.{name}.validation': task {val!r} adapts from "
                                 f"{self.tasks[val]['source']!r}, expected the same source dataset "
                                 f"{task['source']!r} (the step count is chosen for the same source model)")
+        for name, task in self.tasks.items():
+            pool = self.pool_size(name)
+            if pool is not None and task["n_images"] > pool:
+                raise IodaError(f"config: key 'experiments.tasks.{name}.n_images': {task['n_images']} images, but "
+                                f"the pool split {task['pool_split']!r} of {task['target']} has {pool}")
         if not self.tables:
             raise IodaError("config: key 'experiments.tables': expected at least one of table1..table6")
         enabled = set(self.cfg["variants"])
@@ -226,6 +231,26 @@ class Plan:
         return mode == "all" or (mode == "first" and run.run == self.run_ids(run.task, run.variant)[0])
 
     # ---- where things live ---------------------------------------------------------------------------
+    def pool_size(self, task: str) -> int | None:
+        """Images in a task's pool split: the prepared manifest's count, else the registry's exact count (no
+        config override of the dataset); None where neither tells (a demo's tiles are counted when built)."""
+        import json
+
+        from ioda.data.registry import REGISTRY
+
+        t = self.tasks[task]
+        manifest = self.manifest(t["target"])
+        if manifest.is_file():
+            try:
+                return int(json.loads(manifest.read_text())["splits"][t["pool_split"]]["count"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+        entry = REGISTRY.get(t["target"])
+        spec = (self.cfg["datasets"].get(t["target"]) or {}).get("spec")
+        if entry is None or spec or t["pool_split"] not in entry.splits:
+            return None
+        return entry.splits[t["pool_split"]].count
+
     def manifest(self, name: str) -> Path:
         return self.data / name / "manifest.json"
 

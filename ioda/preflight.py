@@ -1,7 +1,7 @@
 """`ioda preflight --config CONFIG`: what a run needs before its first long job, checked up front.
 
 - inputs: no stand-in file (ioda standins) unless `run.standins: true` (ioda.standins.guard);
-- disk: free space where results and prepared data go >= what the run will write (prepared datasets, source
+- disk: free space on each disk the results and prepared data go to >= what the run will write (prepared datasets, source
   models with their training checkpoints, adapted models, kept SR images), estimated from the raw files in place
   and the networks' sizes; parts that cannot be estimated yet (a dataset not downloaded) are listed;
 - device memory: a CUDA device has at least the peak memory of the largest adaptation job (the backbone with the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from ioda.files import read_json, write_json
 from ioda.plan import Plan
 
 GIB = 1024**3
+DEVICE = r"auto|cpu|cuda(:[0-9]+)?|mps"  # run.device's pattern in the params schema
 DEFAULT_TIMINGS = Path(__file__).resolve().parents[1] / "benchmarks" / "out" / "timings-cuda.json"
 
 
@@ -59,11 +61,11 @@ def input_files(cfg: dict) -> list[Path]:
     return out
 
 
-def disk_need(plan: Plan) -> tuple[int, list[str]]:
-    """(bytes the run writes, what could not be estimated)."""
+def disk_need(plan: Plan) -> tuple[dict[Path, int], list[str]]:
+    """({folder: bytes the run writes there} for the prepared data and the results, what could not be estimated)."""
     from ioda.data.registry import get_entry, split_files
 
-    cfg, unknown, total = plan.cfg, [], 0
+    cfg, unknown, total, data = plan.cfg, [], 0, 0
     raw = Path(cfg["run"]["raw_dir"])
     test_bytes: dict[str, int] = {}
     for name in cfg["datasets"]:
@@ -79,7 +81,7 @@ def disk_need(plan: Plan) -> tuple[int, list[str]]:
         if not any(sizes.values()):
             unknown.append(f"dataset {name} (not in {raw / entry.folder} yet)")
             continue
-        total += int(sum(sizes.values()) * 1.1)  # HR copy + LR (1/16 of the pixels)
+        data += int(sum(sizes.values()) * 1.1)  # HR copy + LR (1/16 of the pixels)
         test_bytes[name] = max(sizes.get("test", 0), sizes.get("val", 0))
     presets = {b: bb.get("preset") for b, bb in cfg["backbones"].items()}
     for b, src in plan.pretrained():
@@ -92,7 +94,22 @@ def disk_need(plan: Plan) -> tuple[int, list[str]]:
     for r in plan.runs():
         if plan.keeps_images(r):
             total += test_bytes.get(plan.tasks[r.task]["target"], 0)
-    return total, unknown
+    return {plan.data: data, plan.results: total}, unknown
+
+
+def disk_problems(needs: dict[Path, int]) -> tuple[dict, list[str]]:
+    """(the results disk's report entry, a line per folder whose disk has less free space than the run writes
+    to that disk: folders on one filesystem share its free space)."""
+    where = {folder: _existing_parent(folder) for folder in needs}
+    dev = {folder: os.stat(w).st_dev for folder, w in where.items()}
+    problems, entries = [], []
+    for folder, w in where.items():
+        need = sum(n for f, n in needs.items() if dev[f] == dev[folder])
+        free = shutil.disk_usage(w).free
+        entries.append({"path": str(w), "free_gib": free / GIB, "need_gib": need / GIB})
+        if need > free and not any(str(w) in p for p in problems):
+            problems.append(f"disk: {w} has {free / GIB:.1f} GiB free, the run writes about {need / GIB:.1f} GiB")
+    return entries[-1], problems
 
 
 def memory_need(plan: Plan, timings: dict) -> tuple[float | None, str]:
@@ -122,14 +139,12 @@ def check(cfg: dict, timings: dict | None, device: str | None = None) -> dict:
     plan = Plan(cfg)
     refuse_standins(input_files(cfg), cfg["run"]["standins"])
     report: dict = {"standins": cfg["run"]["standins"]}
-    problems = []
-    need, unknown = disk_need(plan)
-    where = _existing_parent(plan.results)
-    free = shutil.disk_usage(where).free
-    report["disk"] = {"path": str(where), "free_gib": free / GIB, "need_gib": need / GIB, "not_estimated": unknown}
-    if need > free:
-        problems.append(f"disk: {where} has {free / GIB:.1f} GiB free, the run writes about {need / GIB:.1f} GiB")
+    needs, unknown = disk_need(plan)
+    report["disk"], problems = disk_problems(needs)  # the results disk (the last) is the one the summary names
+    report["disk"]["not_estimated"] = unknown
     device = device or cfg["run"]["device"]
+    if not re.fullmatch(DEVICE, device):
+        raise IodaError(f"--device {device!r}: expected auto, cpu, cuda, cuda:N or mps")
     import torch
 
     if device == "auto":
@@ -163,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="override run.device")
     p.add_argument("--out", help="write the report (JSON) here")
     args = p.parse_args(argv)
-    timings = read_json(args.timings) if args.timings and os.path.isfile(args.timings) else None
+    if args.timings != str(DEFAULT_TIMINGS) and not os.path.isfile(args.timings):
+        raise IodaError(f"--timings {args.timings}: no such file (expected a timings JSON such as {DEFAULT_TIMINGS})")
+    timings = read_json(args.timings) if os.path.isfile(args.timings) else None
     report = check(load_config(args.config), timings, args.device)
     if args.out:
         write_json(args.out, report)

@@ -36,10 +36,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise IodaError(f"device {name!r} requested but CUDA is not available (use 'cpu' or 'auto')")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise IodaError(f"device {name!r} requested but MPS (Apple GPU) is not available (use 'cpu' or 'auto')")
     try:
         return torch.device(name)
     except RuntimeError:
-        raise IodaError(f"device: {name!r} is not a device (expected auto, cpu, cuda or cuda:N)") from None
+        raise IodaError(f"device: {name!r} is not a device (expected auto, cpu, cuda, cuda:N or mps)") from None
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> logging.Logger:

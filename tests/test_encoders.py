@@ -97,22 +97,27 @@ def test_pretrain_encoder_writes_weights_and_card_and_the_encoder_loads_trained(
     assert cfg == default_config() and file_card["recipe"] == card["recipe"]
 
 
-def test_two_steps_then_resume_equals_four_straight(source_split, tmp_path):
-    straight, resumed = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
-    four = [a if a != "2" or TINY[i - 1] != "--steps" else "4" for i, a in enumerate(TINY)]
-    assert ioda_main(["pretrain-encoder", "--data", str(source_split), "--out", str(straight), "--holdout", "0",
-                      *four]) == 0
-    assert ioda_main(["pretrain-encoder", "--data", str(source_split), "--out", str(resumed), "--holdout", "0",
-                      *TINY]) == 0
-    assert ioda_main(["pretrain-encoder", "--data", str(source_split), "--out", str(resumed), "--holdout", "0",
-                      "--resume", *four]) == 0
-    a, b = load_file(str(straight)), load_file(str(resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    # another seed, other weights
-    other = tmp_path / "c.safetensors"
-    assert ioda_main(["pretrain-encoder", "--data", str(source_split), "--out", str(other), "--holdout", "0",
-                      "--seed", "1", *TINY]) == 0
-    assert not torch.equal(load_file(str(other))["embed.weight"], load_file(str(resumed))["embed.weight"])
+def test_interrupted_at_two_steps_then_resumed_equals_four_straight(tmp_path):
+    from ioda.encoders.bank import build_bank
+    from ioda.encoders.train import EncoderTrainer, Recipe
+
+    photos = [skdata.astronaut()[:96, :96], skdata.coffee()[:96, :96]]
+    recipe = Recipe(steps=4, batch_size=4, bank_size=8, lr_size=16, lr_crop=12, sr_size=32, sr_crop=24)
+    bank = build_bank(photos, recipe.bank_size, recipe.lr_size, recipe.sr_size, recipe.scale, recipe.seed)
+    straight = EncoderTrainer(bank, recipe, tmp_path / "a")
+    straight.loop.run()
+    first = EncoderTrainer(bank, recipe, tmp_path / "b")
+    first.loop.run(stop_at=2)  # as if the job were killed after step 2 (checkpoint written)
+    assert (tmp_path / "b.ckpt").is_file()
+    resumed = EncoderTrainer(bank, recipe, tmp_path / "b")
+    assert resumed.loop.resume() and resumed.loop.step == 2
+    resumed.loop.run()
+    a, b = straight.net.state_dict(), resumed.net.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [r[1] for r in straight.loop.loss_rows] == [r[1] for r in resumed.loop.loss_rows]
+    other = EncoderTrainer(bank, Recipe(**{**recipe.to_dict(), "seed": 1}), tmp_path / "c")
+    other.loop.run()
+    assert not torch.equal(other.net.embed.weight, straight.net.embed.weight)
 
 
 @pytest.mark.parametrize("how", ["registry", "targets"])

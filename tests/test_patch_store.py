@@ -104,7 +104,7 @@ def test_bad_stores_and_splits_are_refused_by_name(split, store, tmp_path, capsy
     for name in ("index.json", "lr.npy", "hr.npy"):
         (bad / name).write_bytes((store / name).read_bytes())
     np.save(bad / "lr.npy", np.zeros(5, np.uint8))  # truncated pixels
-    with pytest.raises(IodaError, match=r"lr\.npy: missing or not the \d+-byte uint8 array"):
+    with pytest.raises(IodaError, match=r"lr\.npy: missing, damaged or not the \d+-byte uint8 array"):
         open_store(bad, PATCH)
     (bad / "index.json").write_text('{"format": "something else"}')
     with pytest.raises(IodaError, match="index.json: not a patch store index"):

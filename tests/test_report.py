@@ -452,6 +452,9 @@ def test_summary_states_untrained_and_links_figures(results):
     assert "untrained" in text and "not** the paper's numbers" in text
     assert "](figures/fig1_bars.png)" in text and "fig4_tsne" not in text.split("## Figures")[1]
     assert "**Table 1" in text and "**Table 6" in text
+    # the notes every table carries are said once, after the tables
+    notes = [ln for ln in text.split("## Tables")[1].split("## Figures")[0].splitlines() if ln.startswith("- ")]
+    assert "Notes to every table above:" in text and len(notes) == len(set(notes)) > 3
     # effects in words: both IODA cells gain; image-guided's 1, 2, 4 dB have a bootstrap interval above 0 but a t
     # interval that reaches 0 (no effect under the both-intervals rule); ZSSR's -1, -0.5, 0 dB reach 0; fine-tune:
     # one run

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ioda import cli
 from ioda.archs.loading import load_model
@@ -79,8 +80,8 @@ def test_clip_stand_ins_load_strictly(tmp_path):
 def test_recorded_stand_ins_are_refused_unless_allowed(tmp_path):
     w = tmp_path / "weights" / "SAFMN_L_DF2K_x4.pth"
     ws.write_backbone("safmn_tiny", w)
-    other = tmp_path / "other.pth"
-    ws.write_backbone("safmn_tiny", other, seed=5)
+    other = tmp_path / "other.pth"  # a file ioda standins did not write
+    torch.save({"params": {"w": torch.zeros(2)}}, other)
     from ioda.files import sha256_file, write_json
 
     write_json(record_path(tmp_path), {"files": {str(w): sha256_file(w)}})

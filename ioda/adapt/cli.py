@@ -9,7 +9,6 @@ best step is the ORACLE statistic the authors reported, picked on target HR; the
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -20,114 +19,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ioda.adapt.outputs import FINAL_OUTPUTS, clean_failed, identity, portable_ref, write_outputs
-from ioda.adapt.variants import IODA, VARIANTS, get_variant
-from ioda.config import defaults, schema
+from ioda.adapt.checks import _check_numbers, _check_patch, _check_resume  # noqa: F401 - tests import _check_patch here
+from ioda.adapt.parser import build_parser  # noqa: F401 - tests import build_parser here
+from ioda.adapt.variants import get_variant
 from ioda.errors import IodaError
 from ioda.files import ensure_writable_dir, sha256_file
 from ioda.imageio import image_arg, read_image
-from ioda.protocol import PROTOCOLS, get_protocol
+from ioda.protocol import get_protocol
 from ioda.runtime import resolve_device, seed_everything, setup_logging
-from ioda.tiles import AUTO_TILE, AUTO_TILE_PIXELS
 
 if TYPE_CHECKING:  # torch, the networks and the encoder are imported by main, when a run starts
     import torch
 
 LOG = logging.getLogger("ioda.adapt")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="ioda adapt",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("photo", nargs="?", help="the ONE low-resolution target photo (PNG/JPEG/...); its HR is never needed")
-    p.add_argument("--pool", help="instead of PHOTO: take the photo from this folder of images, the --index-th "
-                   "by sorted name (how the workflow names a run's target image)")
-    p.add_argument("--index", type=int, nargs="+",
-                   help="with --pool: which image, from 0 (default 0); several: each adapted in turn, with the "
-                   "model, encoder and source pool loaded once, into --out-dir/img<I>/ (each equal to a run of its own)")
-    p.add_argument("--model", required=True, help="pretrained SR checkpoint (.pth/.safetensors, any spandrel arch) "
-                   "or registered weights (craft_x4, ditn_real_x4; see ioda prepare --list)")
-    p.add_argument("--preset", help="expected backbone preset (e.g. safmn_l); a mismatching checkpoint is refused")
-    p.add_argument("--out-dir", required=True, help="folder for the adapted weights, sr.png and logs")
-    p.add_argument("--variant", default=IODA, choices=sorted(VARIANTS), help=f"method / ablation row (default: {IODA})")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS),
-                   help="authors: their released code exactly (loss weight, CLIP input, soft alpha, label-0 "
-                   "instances, eroded HR masks, unmasked SR, fp16 CLIP, eval every 10 steps); paper: the paper's "
-                   "text and our documented choices (default from --settings: authors for paper, paper for cpu; "
-                   "see docs/method.md)")
-    p.add_argument("--loss", choices=["direction", "direction_lrsim"],
-                   help="override the protocol's loss: the paper's direction loss, or the authors' code's "
-                   "LR-similarity-weighted form")
-    p.add_argument("--prompts", nargs=2, metavar=("SOURCE", "TARGET"), help="text-guided variant: the two prompts")
-    p.add_argument("--source-data", help="source-domain split folder (LR_x<scale>/, and HR/ for real_hr); "
-                   "default: clean MATLAB-bicubic LR of the photos bundled with scikit-image")
-    p.add_argument("--labels", nargs="+", help="instance label map of the photo (.npz from `ioda masks`); computed with "
-                   "--mask-source when the variant needs one and none is given")
-    p.add_argument("--mask-source", default="superpixel", choices=["superpixel", "sam"],
-                   help="instance source when --labels is not given: SLIC superpixels (offline) or SAM")
-    p.add_argument("--sam-model", default="vit_h", choices=["vit_b", "vit_l", "vit_h"],
-                   help="SAM size for --mask-source sam (the paper: vit_h)")
-    p.add_argument("--sam-checkpoint", help="SAM checkpoint file for --mask-source sam (e.g. sam_vit_h_4b8939.pth)")
-    p.add_argument("--target-train", help="finetune variant only: a target split with HR/ and LR_x<scale>/")
-    p.add_argument("--encoder", default="auto", help="image encoder of the loss: ViT-B-16-quickgelu (Alpha-CLIP), "
-                   "'tiny' (a small CLIP, untrained without weights), 'degradation' (the CNN of `ioda pretrain-encoder`"
-                   "; untrained without --encoder-weights) or 'auto' (ViT-B-16 with OpenAI weights if they are in the "
-                   "local cache, else tiny, with a warning)")
-    p.add_argument("--encoder-weights", help="encoder weights: 'openai' or a local CLIP state-dict file; for "
-                   "'degradation' a .safetensors file of `ioda pretrain-encoder`")
-    p.add_argument("--alpha-weights", help="released Alpha-CLIP visual checkpoint (e.g. clip_b16_grit+mim_fultune_4xe.pth)")
-    p.add_argument("--alpha-init", default="zero", choices=["zero", "random"],
-                   help="alpha conv without --alpha-weights: zero (= plain CLIP, default) or seeded random "
-                   "(only sensible for an untrained encoder)")
-    p.add_argument("--clip-input", choices=["unit", "gan_quirk"],
-                   help="override the protocol's CLIP image range: unit ([0,1]; paper) or gan_quirk (the authors' "
-                   "[-1,1] un-normalisation)")
-    p.add_argument("--clip-antialias", action=argparse.BooleanOptionalAction, default=None,
-                   help="antialias the tensor resizes into CLIP (torchvision's default since 0.17, off before; the "
-                   "authors' version is unknown; default from --settings: on)")
-    p.add_argument("--settings", default="auto", choices=["auto", "paper", "cpu"],
-                   help="where unset flags come from: paper (config/paper.yaml: 1500 steps, batch 2, LR patch 128) or "
-                   "cpu (the params schema's defaults: 200 steps, LR patch 48); auto = paper on CUDA")
-    p.add_argument("--settings-json", metavar="JSON",
-                   help="instead of --settings: these settings (AdaptSettings fields; what the workflow passes: the "
-                   "cell's settings, resolved from its config by ioda.adapt.settings); flags given still override")
-    p.add_argument("--steps", type=int, help="number of Adam steps (fixed budget; default from --settings, "
-                   "adapt.steps, or adapt.finetune_steps / adapt.zssr_steps for those baselines)")
-    p.add_argument("--batch-size", type=int, help="samples per step (default from --settings; the paper: 2)")
-    p.add_argument("--lr-patch", type=int, help="LR crop size (HR crop = scale x this)")
-    p.add_argument("--lr", type=float, help="learning rate (Adam)")
-    p.add_argument("--baseline-lr", type=float,
-                   help="learning rate of the finetune / zssr baselines (default from --settings: adapt.baseline_lr)")
-    p.add_argument("--betas", type=float, nargs=2, help="Adam betas (default from --settings: the authors' 0, 0.99**0.8)")
-    p.add_argument("--occlusion-p", type=float, help="occlusion variants: probability of masking a sample")
-    p.add_argument("--occlusion-cell", type=int, help="occlusion variants: cell size in LR px")
-    p.add_argument("--occlusion-cell-p", type=float, help="occlusion variants: probability of zeroing a cell "
-                   "(the three default from --settings: adapt.occlusion)")
-    p.add_argument("--seed", type=int, help="seed of crops, masks and init (same seed, same result; default from "
-                   "--settings: run.seed)")
-    p.add_argument("--eval-data", help="target test split for the oracle PSNR-vs-step curve")
-    p.add_argument("--eval-every", type=int, help="evaluate on --eval-data every N steps, step 0 included "
-                   "(0: never; default from --settings: 10 for paper, as the authors)")
-    p.add_argument("--eval-batch", type=int, help="test images per SR forward when evaluating (default from --settings)")
-    p.add_argument("--tile", type=int, help="tile size (LR px) for super-resolving the photo; 0 = whole photo in one "
-                   f"pass; default: whole up to {AUTO_TILE_PIXELS} px, tiles of {AUTO_TILE} px above (bounded memory)")
-    p.add_argument("--no-sr", action="store_true", help="do not write sr.png")
-    p.add_argument("--channels-last", action="store_true", help="channels_last memory format (can help on CUDA)")
-    p.add_argument("--numerics", choices=schema()["properties"]["run"]["properties"]["numerics"]["enum"],
-                   default=defaults("run")["numerics"],
-                   help="auto: bf16 autocast on CUDA except under --protocol authors, fp32 on CPU; fp32: the fp32 "
-                   "reference; fast: bf16, TF32, channels_last, torch.compile on CUDA (ioda/train/numerics.py)")
-    p.add_argument("--resume", action="store_true", help="continue from --out-dir/checkpoint.pt")
-    p.add_argument("--stack", action="store_true",
-                   help="with several --index: step the images' runs together (one vmap'd forward of their models "
-                   "and one CLIP forward per step; direction-loss variants, no --resume); each result equals its "
-                   "own run up to float reassociation (~1e-6), not bit for bit")
-    p.add_argument("--keep-checkpoint", action="store_true", help="keep checkpoint.pt after success")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--log", help="also log to this file")
-    return p
 
 
 def _encoder(args, device: torch.device, clip_input: str, protocol: str, seed: int, untrained: bool = False):
@@ -210,43 +114,6 @@ def adapt_settings(args, variant, device: torch.device):
     return settings
 
 
-def _check_numbers(args) -> None:
-    """The options that are no setting (the settings are checked by the params schema, in adapt_settings)."""
-    if args.tile is not None and args.tile < 0:
-        raise IodaError(f"--tile must be 0 (whole photo) or a positive tile size in LR px, got {args.tile}")
-
-
-def _check_patch(loaded, variant, lr_patch: int) -> None:
-    """Before any training: the network runs on the LR patches the run will crop (asked of the network)."""
-    from ioda.archs.probe import runs_on, smallest_patch
-
-    if not variant.trains or runs_on(loaded.module, loaded.scale, lr_patch):
-        return
-    smallest = smallest_patch(loaded.module, loaded.scale)
-    accepts = f"the smallest patch it accepts is {smallest}" if smallest else "it runs on no patch up to 512 px"
-    raise IodaError(f"--lr-patch {lr_patch}: {loaded.path} cannot super-resolve a {lr_patch}x{lr_patch} LR patch; "
-                    f"{accepts}")
-
-
-def _check_resume(ckpt: Path, inputs: dict[str, str]) -> None:
-    """Before any work: the checkpoint a --resume continues is readable, ours, and made from this photo and
-    model (the trainers check the settings and the label map again when they load it)."""
-    if not ckpt.exists():
-        return
-    from ioda.safeload import torch_load
-
-    state = torch_load(ckpt)
-    if not isinstance(state, dict) or "model" not in state:
-        raise IodaError(f"{ckpt}: not an ioda adaptation checkpoint (holds a {type(state).__name__} without "
-                        f"weights); remove it or use a new --out-dir")
-    had = (state.get("config") or {}).get("inputs") or {}
-    for key, want in inputs.items():
-        if had.get(key) != want:
-            raise IodaError(f"{ckpt}: cannot resume: this run's {key} (sha256 {want[:12]}) is not the one the "
-                            f"checkpoint was made from (sha256 {str(had.get(key))[:12]}); use the same {key} or a "
-                            f"new --out-dir")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log)
@@ -256,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     prompts = tuple(args.prompts) if args.prompts else None
     variant = get_variant(args.variant, prompts=prompts)
+    jobs = _jobs(args)
+    args.stack = args.stack and len(jobs) > 1  # one run stacked is a plain run
     if args.stack and not variant.direction:
         raise IodaError(f"--stack: stacking runs is for the direction-loss variants, not --variant {variant.name}")
     if args.stack and args.resume:
         raise IodaError("--stack: stacked runs do not checkpoint; drop --resume (or --stack)")
-    jobs = _jobs(args)
     photos = [read_image(p) for p, _, _ in jobs]  # fails early, naming the file, on corrupt / odd images
     from ioda.data.assets import resolve_checkpoint
 

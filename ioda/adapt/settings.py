@@ -145,12 +145,28 @@ def _expected(sub: dict) -> str:
     return f"in {lower}, {upper}"
 
 
+def _check_type(value, sub: dict, label: str) -> None:
+    """A number where the schema wants one: the type is named (a range alone would mislead for 2.5 or "abc")."""
+    want = "number" if sub.get("$ref") == "#/$defs/real" else sub.get("type")
+    if want not in ("integer", "number"):
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and (want == "number" or float(value).is_integer()):
+        return
+    import json
+
+    shown = json.dumps(value) if isinstance(value, (str, bool, list, dict)) or value is None else value
+    word = "an integer" if want == "integer" else "a number"
+    raise IodaError(f"{label} must be {word} ({_expected(sub)}), got {shown}")
+
+
 def check_value(value, key: str, label: str) -> None:
     """A one-line IodaError naming `label` unless `value` is valid for the params schema's `key` (dotted, in
     `adapt`, or `run.seed`)."""
     import jsonschema
 
     sub = {**_adapt_leaves(), "run.seed": schema()["properties"]["run"]["properties"]["seed"]}[key]
+    _check_type(value, sub, label)
     checked = {**sub, "$defs": schema()["$defs"]}  # entries refer to shared definitions (a finite number)
     if next(jsonschema.Draft202012Validator(checked).iter_errors(value), None) is not None:
         shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value

@@ -158,7 +158,8 @@ class _StackedLoop(TrainLoop):
 
     def _sync(self, pending: list) -> None:
         """Losses reach the host here, once per log_every steps: each run's NaN guard and loss log."""
-        values = torch.stack([v for _, v, _ in pending]).float().cpu().tolist()
+        # one row of K losses per step (a single run's loss is a scalar: reshaped to a row of one)
+        values = torch.stack([v for _, v, _ in pending]).float().reshape(len(pending), -1).cpu().tolist()
         for k, t in enumerate(self.stack.trainers):
             rows = [(st, row[k]) for (st, _, _), row in zip(pending, values)]
             t.loop.check_finite(rows)

@@ -5,7 +5,12 @@ memory (GTA5's 1914x1052 frames would need both).
 Layout of a store folder (`ioda pretrain --pack SPLIT --out STORE`, or `pack_split` from Python):
     lr.npy, hr.npy   every image's pixels, flattened and concatenated (uint8, one 1-D array each)
     index.json       format, scale, per image its name, offsets and shapes, the SHA-256 of every input file and
-                     one checksum over them (`inputs_sha256`: a pre-training resume must continue on the same data)
+                     one checksum over them (`inputs_sha256`: a pre-training resume must continue on the same data),
+                     and the SHA-256 of each array file (`sha256`), computed once at pack time
+
+Opening a store verifies each array against its SHA-256 (`read_index(verify=True)`, the default): one read of the
+whole store, about 1 s per GB on one core (GTA5's ~160 GB: a few minutes, once per pre-training start or
+resume), so flipped bytes or another store's same-size array are refused instead of training silently.
 
 `open_store(folder, lr_patch, seed, length)` returns a PairedPatches reading from the memory maps: item i is the
 same patch, bit for bit, as PairedPatches over the split's files gives for the same seed (same image, crop,
@@ -31,15 +36,16 @@ from ioda.errors import IodaError
 from ioda.files import make_temp_dir, read_json, sha256_file, write_json
 from ioda.runtime import progress_enabled
 
-FORMAT = "ioda-patch-store/1"
+FORMAT = "ioda-patch-store/2"  # /2: the arrays' SHA-256 in the index
 FILES = ("lr.npy", "hr.npy")
 
 
 def pack_split(split_dir: str | os.PathLike, scale: int, out: str | os.PathLike) -> Path:
     """Decode every pair of `split_dir` (HR/ and LR_x<scale>/) once into a store folder `out` (replaced whole,
     atomically: an interrupted pack leaves no store behind). Returns the index path."""
-    pairs = list_pairs(split_dir, scale)
     out = Path(out)
+    _check_out(Path(split_dir), out)
+    pairs = list_pairs(split_dir, scale)
     out.parent.mkdir(parents=True, exist_ok=True)
     shapes, inputs = [], {}
     for p in pairs:  # sizes first (headers only), so the two arrays are allocated once
@@ -72,7 +78,8 @@ def pack_split(split_dir: str | os.PathLike, scale: int, out: str | os.PathLike)
         del lr_all, hr_all
         index = {"format": FORMAT, "scale": scale, "split": str(split_dir), "count": len(images),
                  "inputs_sha256": _checksum(inputs), "inputs": inputs, "images": images,
-                 "bytes": {"lr.npy": lr_total, "hr.npy": hr_total}}
+                 "bytes": {"lr.npy": lr_total, "hr.npy": hr_total},
+                 "sha256": {name: sha256_file(tmp / name) for name in FILES}}
         write_json(tmp / "index.json", index)
         if out.exists():
             shutil.rmtree(out)
@@ -83,12 +90,33 @@ def pack_split(split_dir: str | os.PathLike, scale: int, out: str | os.PathLike)
     return out / "index.json"
 
 
+def _check_out(split: Path, out: Path) -> None:
+    """--out is replaced whole: refuse a folder holding the split it packs, and any non-empty folder that is not
+    an earlier store (its index.json names the store format)."""
+    s, o = split.resolve(), out.resolve()
+    if o == s or o in s.parents:
+        raise IodaError(f"--out {out}: holds the split {split} being packed (replacing it would delete the input); "
+                        f"choose a store folder outside it")
+    if o.exists() and not o.is_dir():
+        raise IodaError(f"--out {out}: exists and is not a folder (expected a store folder to write)")
+    if o.is_dir() and any(o.iterdir()):
+        index = o / "index.json"
+        try:
+            earlier = index.is_file() and str(read_json(index).get("format", "")).startswith("ioda-patch-store/")
+        except (IodaError, AttributeError):
+            earlier = False
+        if not earlier:
+            raise IodaError(f"--out {out}: a non-empty folder that is no patch store (it would be replaced whole); "
+                            f"choose a new or empty folder, or an earlier store")
+
+
 def _checksum(inputs: dict[str, list[str]]) -> str:
     return hashlib.sha256(json.dumps(sorted(inputs.items())).encode()).hexdigest()
 
 
-def read_index(folder: str | os.PathLike) -> dict:
-    """The store's index, checked against its files (format, sizes); a one-line error naming the file otherwise."""
+def read_index(folder: str | os.PathLike, verify: bool = True) -> dict:
+    """The store's index, checked against its files (format, sizes and, with `verify`, each array's SHA-256:
+    one read of the store); a one-line error naming the file otherwise."""
     folder = Path(folder)
     index = read_json(folder / "index.json")
     if not isinstance(index, dict) or index.get("format") != FORMAT:
@@ -97,10 +125,17 @@ def read_index(folder: str | os.PathLike) -> dict:
     for name in FILES:
         f = folder / name
         want = index["bytes"][name]
-        arr = np.load(f, mmap_mode="r") if f.is_file() else None
+        try:
+            arr = np.load(f, mmap_mode="r") if f.is_file() else None
+        except (ValueError, OSError, EOFError):  # a truncated file or an overwritten header
+            arr = None
         if arr is None or arr.dtype != np.uint8 or arr.shape != (want,):
-            raise IodaError(f"{f}: missing or not the {want}-byte uint8 array index.json describes; pack the split "
-                            f"again")
+            raise IodaError(f"{f}: missing, damaged or not the {want}-byte uint8 array index.json describes; pack the "
+                            f"split again")
+        del arr
+        if verify and sha256_file(f) != index["sha256"][name]:
+            raise IodaError(f"{f}: content differs from the SHA-256 index.json records (damaged, or another store's "
+                            f"array); pack the split again")
     if _checksum(index["inputs"]) != index["inputs_sha256"]:
         raise IodaError(f"{folder / 'index.json'}: inputs_sha256 does not match its inputs list; pack the split again")
     return index
@@ -157,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     log = setup_logging(args.log)
     index = pack_split(args.split, args.scale, args.out)
-    info = read_index(index.parent)
+    info = read_index(index.parent, verify=False)  # just written
     log.info("packed %d pairs of %s into %s (%.1f MB; inputs sha256 %s)", info["count"], args.split, args.out,
              sum(info["bytes"].values()) / 1e6, info["inputs_sha256"][:12])
     return 0

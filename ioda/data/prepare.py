@@ -32,11 +32,12 @@ from ioda.data.download import download, safe_extract, verify_manual
 from ioda.data.assets import WEIGHTS, fetch_pinned, fetch_weights, pinned_files, weights_listing
 from ioda.data.imresize import imresize
 from ioda.data.paired import match_folders, parse_paired_spec
-from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, split_files
+from ioda.data.registry import REGISTRY, DatasetEntry, get_entry, relaxed_entry, split_files
 from ioda.errors import IodaError
 from ioda.files import make_temp_dir, read_yaml, removed_on_failure, sha256_file, write_json
 from ioda.imageio import read_image, write_image
 from ioda.runtime import progress_enabled, setup_logging
+from ioda.standin_mark import is_marked
 
 LOG = logging.getLogger("ioda")
 _DEMO_KEYS = {"degradation", "tile", "min_std", "splits"}
@@ -218,8 +219,22 @@ def _cut(entry: DatasetEntry, found: dict) -> dict:
     return out
 
 
-def build_from_files(entry: DatasetEntry, root: Path, seed: int, tmp: Path) -> dict:
+def refuse_marked(found: dict, standins: bool) -> None:
+    """IodaError naming the first stand-in image (ioda standins marks each one) unless stand-ins are accepted:
+    the published image counts alone do not tell a stand-in from the real dataset. Reads each PNG's header."""
+    if standins:
+        return
+    for items in found.values():
+        for _, hr_path, lr_path in items:
+            for p in (hr_path, lr_path):
+                if p is not None and is_marked(p):
+                    raise IodaError(f"{p}: a stand-in image (written by ioda standins: synthetic); prepare with "
+                                    f"--standins (run.standins: true) to use stand-ins, or put the real dataset there")
+
+
+def build_from_files(entry: DatasetEntry, root: Path, seed: int, tmp: Path, standins: bool = False) -> dict:
     verify_manual(entry, root)  # counts (and checksums where known) before any work
+    refuse_marked(split_files(entry, root), standins)
     scale = entry.scale
     params = None
     if entry.degradation is not None:
@@ -271,8 +286,6 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
     (`ioda standins`: any number of images instead of the published counts; the manifest says so)."""
     entry = apply_spec(get_entry(name), spec or {})
     if standins:
-        from ioda.standins.datasets import relaxed_entry
-
         entry = relaxed_entry(entry)
     out, root = Path(out), Path(root)
     if out.exists() and not out.is_dir():
@@ -296,7 +309,7 @@ def prepare(name: str, out: str | os.PathLike, root: str | os.PathLike = "data",
                 fetch(entry, root)
             elif entry.kind == "pinned":
                 fetch_pinned_set(entry, root)
-            body = build_from_files(entry, root, seed, tmp)
+            body = build_from_files(entry, root, seed, tmp, standins)
         manifest = {
             "name": entry.name,
             "kind": entry.kind,

@@ -16,6 +16,7 @@ No checksum here is made up.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -371,3 +372,9 @@ def split_files(entry: DatasetEntry, root: str | os.PathLike) -> dict[str, list[
                     raise IodaError(f"{p}: no HR counterpart {stem}{src.hr_suffix}.* next to it")
         out[split] = [(s, hrs[s], lrs.get(s)) for s in sorted(hrs)]
     return out
+
+
+def relaxed_entry(entry: DatasetEntry) -> DatasetEntry:
+    """The entry with its image counts relaxed to "at least one" (the prepare step's stand-in mode)."""
+    splits = {k: dataclasses.replace(v, count=None, min_count=1) for k, v in entry.splits.items()}
+    return dataclasses.replace(entry, splits=splits)

@@ -37,7 +37,7 @@ def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> torch.T
     h, w = img.shape[:2]
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     crop = img[y:y + size, x:x + size]
-    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255.0
 
 
 def build_bank(images: list[np.ndarray], n: int, lr_size: int, sr_size: int, scale: int, seed: int,

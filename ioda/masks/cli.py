@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         params = {"method": args.superpixel_method, "n_segments": args.n_segments,
                   "segment_area": args.segment_area, "min_area": args.min_area}
     if args.reuse_labels:
-        from ioda.standins.masks import reuse_label_map
+        from ioda.masks.reuse import reuse_label_map
 
         meta = reuse_label_map(image, args.reuse_labels, out)
         labels = load_label_map(out)

@@ -116,6 +116,13 @@ def effects(plan: Plan, cells: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _split_notes(md: str) -> tuple[str, list[str]]:
+    """A table's Markdown (ioda tables) as (title and rows, its note bullets)."""
+    lines = md.rstrip().splitlines()
+    last_row = max((i for i, ln in enumerate(lines) if ln.startswith("|")), default=len(lines) - 1)
+    return "\n".join(lines[:last_row + 1]), [ln for ln in lines[last_row + 1:] if ln.startswith("- ")]
+
+
 def render(plan: Plan, out: Path) -> str:
     cfg = plan.cfg
     runs = _read_csv(plan.metrics_dir() / "runs.csv", "runs.csv from `ioda aggregate`")
@@ -196,12 +203,21 @@ def render(plan: Plan, out: Path) -> str:
                                                               "aggregate.csv from `ioda aggregate`"))
     # Tables.
     lines += ["", "## Tables", ""]
+    parts = {}
     for name in sorted(plan.tables):
         md = plan.tables_dir() / f"{name}.md"
         if not md.is_file():
             raise IodaError(f"{md}: file not found (expected the output of `ioda tables`)")
-        rel = os.path.relpath(plan.tables_dir(), out.parent)
-        lines += [md.read_text().rstrip(), "", f"({rel}/{name}.csv, .md, .tex)", ""]
+        parts[name] = _split_notes(md.read_text())
+    # the notes every table carries are said once, after the tables; each table keeps its own
+    shared = [n for n in next(iter(parts.values()))[1] if all(n in notes for _, notes in parts.values())]
+    shared = shared if len(parts) > 1 else []
+    rel = os.path.relpath(plan.tables_dir(), out.parent)
+    for name, (body, notes) in parts.items():
+        own = [n for n in notes if n not in shared]
+        lines += [body, ""] + ([*own, ""] if own else []) + [f"({rel}/{name}.csv, .md, .tex)", ""]
+    if shared:
+        lines += ["Notes to every table above:", "", *shared, ""]
     # Figures.
     lines += ["## Figures", ""]
     for name in FIGURES:

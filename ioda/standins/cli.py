@@ -10,7 +10,10 @@ HF_HUB_OFFLINE=1). DIR/standins/record.json lists every file written with its SH
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
+import shutil
 from pathlib import Path
 
 from ioda.config import load_config
@@ -21,7 +24,7 @@ from ioda.files import sha256_file, write_json
 from ioda.runtime import setup_logging
 from ioda.standins import datasets as ds
 from ioda.standins import weights as ws
-from ioda.standins.guard import record_path
+from ioda.standins.guard import record_path, recorded_files
 
 LOG = logging.getLogger("ioda")
 HF_CACHE = "standins/hf-hub"
@@ -79,10 +82,25 @@ def write_all(cfg: dict, root: Path, seed: int = 0, n_train: int = 3, n_test: in
 
 
 def _known(root: Path) -> set[str]:
-    from ioda.files import read_json
-
     path = record_path(root)
-    return set(read_json(path).get("files", {})) if path.is_file() else set()
+    return set(recorded_files(path)) if path.is_file() else set()
+
+
+def write_error(err: BaseException, root: Path) -> str | None:
+    """The one line for a write that failed for want of space or permission under `root`; None for other errors.
+    Each file is written atomically, so a failed write leaves no partial file."""
+    code, text = getattr(err, "errno", None), str(err)
+    if code == errno.ENOSPC or "No space left" in text or "file write failed" in text:
+        try:
+            free = f"{shutil.disk_usage(root).free / 1024**3:.1f} GiB free"
+        except OSError:
+            free = "free space unknown"
+        return (f"--root {root}: no space left on the device while writing stand-ins ({free}; a paper config's "
+                f"stand-ins take about 3.5 GB); free some space or choose another --root")
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        where = getattr(err, "filename", None) or root
+        return f"--root {root}: cannot write {where} ({os.strerror(code)}); choose a writable folder"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.train < 1 or args.test < 1:
         raise IodaError("--train/--test: expected at least 1 image per split")
     root = Path(args.root)
-    record = write_all(load_config(args.config), root, args.seed, args.train, args.test, not args.force)
+    if root.exists() and not root.is_dir():
+        raise IodaError(f"--root {root}: exists and is not a folder (expected the folder to write stand-ins under)")
+    cfg = load_config(args.config)
+    try:
+        record = write_all(cfg, root, args.seed, args.train, args.test, not args.force)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        line = write_error(err, root)
+        if line is None:
+            raise
+        raise IodaError(line) from None
     print(f"stand-ins: {len(record['files'])} files under {root} (record: {record_path(root)}); run with "
           f"run.standins: true and HF_HUB_CACHE={record['hf_hub_cache']} HF_HUB_OFFLINE=1")
     return 0

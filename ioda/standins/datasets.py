@@ -16,11 +16,13 @@ from PIL import Image
 from ioda.data.imresize import imresize
 from ioda.data.registry import get_entry, split_files
 from ioda.errors import IodaError
-from ioda.imageio import write_image
+from ioda.files import atomic_path
+from ioda.standin_mark import png_bytes
 
 HR_SIZE = (128, 192)  # (height, width): small, a multiple of 4, larger than the CI's patches
 
 
+# Every image is written as a marked PNG (ioda.standin_mark): recognised as a stand-in wherever it is copied.
 def synthetic_photo(seed: int, size: tuple[int, int] = HR_SIZE) -> np.ndarray:
     """A seeded HxWx3 uint8 image with smooth regions and edges (segmenters and SR losses have structure to see)."""
     rng = np.random.default_rng(seed)
@@ -33,12 +35,6 @@ def synthetic_photo(seed: int, size: tuple[int, int] = HR_SIZE) -> np.ndarray:
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.integers(0, 256, 3)
     img += rng.normal(0, 4, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def _png_bytes(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # ---- official names, per dataset: {split: [(HR path, LR path or None)]} relative to the dataset folder ----
@@ -96,11 +92,11 @@ def _write_archives(base: Path, images: dict[str, np.ndarray]) -> list[Path]:
         if archive.endswith(".zip"):
             with zipfile.ZipFile(path, "w") as z:
                 for rel in sorted(rels):
-                    z.writestr(rel, _png_bytes(images[rel]))
+                    z.writestr(rel, png_bytes(images[rel]))
         else:
             with tarfile.open(path, "w") as t:
                 for rel in sorted(rels):
-                    data = _png_bytes(images[rel])
+                    data = png_bytes(images[rel])
                     info = tarfile.TarInfo(rel)
                     info.size = len(data)
                     t.addfile(info, io.BytesIO(data))
@@ -125,7 +121,8 @@ def write_dataset(name: str, root: str | Path, seed: int = 0, n_train: int = 3, 
     if entry.kind == "download":
         return _write_archives(base, images)
     for rel, img in images.items():
-        write_image(base / rel, img)
+        with atomic_path(base / rel) as tmp:
+            tmp.write_bytes(png_bytes(img))
         written.append(base / rel)
     return written
 
@@ -134,14 +131,6 @@ def _seed(seed: int, *parts) -> int:
     import hashlib
 
     return int.from_bytes(hashlib.sha256(repr((seed, *parts)).encode()).digest()[:4], "little")
-
-
-def relaxed_entry(entry):
-    """The registry entry with its image counts relaxed to "at least one" (stand-in mode of the prepare step)."""
-    import dataclasses
-
-    splits = {k: dataclasses.replace(v, count=None, min_count=1) for k, v in entry.splits.items()}
-    return dataclasses.replace(entry, splits=splits)
 
 
 def check_layout(name: str, root: str | Path) -> dict[str, int]:

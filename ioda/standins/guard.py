@@ -1,7 +1,7 @@
-"""Stand-ins are never accepted silently: `ioda standins` records the SHA-256 of every file it writes in
-<root>/standins/record.json, and a run that has not said `run.standins: true` refuses any input listed there.
-Their datasets are also refused by the prepare step's image counts (a stand-in has a few images, the
-registry expects the published numbers), exactly as an incomplete real dataset is."""
+"""Stand-ins are never accepted silently: every file `ioda standins` writes carries a mark inside it
+(ioda.standin_mark), so a copy in another clone is still recognised, and <root>/standins/record.json lists
+each file's SHA-256 as well; a run that has not said `run.standins: true` refuses either. Their datasets are
+refused by the prepare step (marked images; the registry's image counts) unless it runs with --standins."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ioda.errors import IodaError
 from ioda.files import read_json, sha256_file
+from ioda.standin_mark import is_marked
 
 RECORD = "standins/record.json"
 BANNER = ("STAND-IN INPUTS: synthetic images and random weights in the official layouts (run.standins: true); "
@@ -42,12 +43,25 @@ def find_record(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def recorded_files(rec: str | os.PathLike) -> dict[str, str]:
+    """{path: sha256} of a stand-in record; IodaError (one line) for a record of another shape."""
+    data = read_json(rec)
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise IodaError(f"{rec}: not a stand-in record (expected a JSON object whose 'files' maps each path to its "
+                        f"sha256); rerun ioda standins or remove it")
+    return files
+
+
 def is_standin(path: str | os.PathLike) -> bool:
+    """Whether `path` is a stand-in: by the mark inside it, or by the record of the tree it lies in."""
     path = Path(path)
-    rec = find_record(path)
-    if rec is None or not path.is_file():
+    if not path.is_file():
         return False
-    return sha256_file(path) in set(read_json(rec).get("files", {}).values())
+    if is_marked(path):
+        return True
+    rec = find_record(path)
+    return rec is not None and sha256_file(path) in set(recorded_files(rec).values())
 
 
 def refuse_standins(paths, allowed: bool) -> None:
@@ -56,5 +70,5 @@ def refuse_standins(paths, allowed: bool) -> None:
         return
     for p in paths:
         if p and Path(p).is_file() and is_standin(p):
-            raise IodaError(f"{p}: a stand-in file (listed in {find_record(p)}, random weights or synthetic images); "
+            raise IodaError(f"{p}: a stand-in file (written by ioda standins: random weights or synthetic images); "
                             f"set run.standins: true to run on stand-ins, or put the real file there")

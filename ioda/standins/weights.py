@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ioda.files import atomic_path
+from ioda.standin_mark import KEY, TEXT, mark_torch_archive
 
 # how each preset's official file wraps its state dict (BasicSR checkpoints)
 OFFICIAL_WRAPPER = {"safmn_l": "params", "safmn": "params", "hat": "params_ema", "srformer": "params"}
@@ -34,6 +35,7 @@ def _save(obj, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+        mark_torch_archive(tmp)  # recognised as a stand-in wherever it is copied; the key layout is unchanged
     return path
 
 
@@ -79,7 +81,7 @@ def write_open_clip(model: str, tag: str, hf_cache: str | os.PathLike, seed: int
     state = {k: v.detach().contiguous() for k, v in clip.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata={KEY: TEXT})  # the stand-in mark
     refs = path.parents[2] / "refs" / "main"
     refs.parent.mkdir(parents=True, exist_ok=True)
     refs.write_text(HF_REVISION)

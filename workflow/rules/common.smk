@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 
 from ioda.config import validate as ioda_validate
 from ioda.errors import IodaError
+from ioda.files import read_yaml
 from ioda.protocol import get_protocol
 from ioda.adapt.settings import cell_json
 from ioda.adapt.variants import VARIANTS
@@ -22,7 +23,11 @@ from ioda.plan import Plan, Run
 try:
     # The one validation: the params schema (workflow/schemas/config.schema.yaml links to it), defaults filled
     # in, a one-line message naming the key; then the cross-checks a JSON schema cannot express (a table naming
-    # an unknown task, ...), in Plan.
+    # an unknown task, ...), in Plan. Each config file is read once more by ioda's YAML reader first: Snakemake's
+    # keeps the last of a key given twice, ioda's refuses it, naming the key.
+    for path in workflow.configfiles:
+        if not str(path).endswith(".json"):
+            read_yaml(path)
     ioda_validate(config, "config")
     PLAN = Plan(config)
 except IodaError as err:
@@ -381,4 +386,6 @@ def preflight():
     try:
         print(summary_line(check(config, timings)), flush=True)
     except IodaError as err:
-        raise WorkflowError(str(err))
+        # one line, as a command's refusal: a WorkflowError here would add Snakemake's traceback of the hook
+        print(f"ioda preflight: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
