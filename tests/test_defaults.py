@@ -161,6 +161,9 @@ ELSEWHERE = {
     "pretrain.store",  # test_patch_store (the workflow packs once and pre-trains from the store)
     "masks.points_per_side",  # test_workflow.test_paper_dry_run (SAM only; the demo uses superpixels)
     "run.standins",  # test_paper_standins (accepted with it, refused without), test_cost_preflight
+    # test_encoders (the effect config's dry run: the pretrain-encoder command)
+    "encoder.pretrain.datasets", "encoder.pretrain.steps", "encoder.pretrain.batch_size", "encoder.pretrain.bank_size",
+    "encoder.pretrain.seed",
 }
 
 
@@ -271,6 +274,9 @@ def test_schema_enums_are_the_registries():
     props = SCHEMA["properties"]
     assert SCHEMA["$defs"]["variant"]["enum"] == list(VARIANTS)
     assert props["variants"]["default"] == list(VARIANTS)
+    from ioda.encoders import ENCODERS
+
+    assert props["encoder"]["properties"]["name"]["enum"] == list(ENCODERS)
     assert props["adapt"]["properties"]["protocol"]["enum"] == list(PROTOCOLS)
     assert set(props["adapt"]["properties"]["loss"]["enum"]) == {None, *LOSSES}
     assert set(props["adapt"]["properties"]["clip_input"]["enum"]) == {None, *INPUT_RANGES}

@@ -168,3 +168,42 @@ def test_save_then_load_round_trip(tmp_path):
     x = torch.rand(1, 3, 20, 20)
     assert torch.allclose(enc.encode_image(x), net(x))
     assert np.isfinite(enc.encode_image(x).numpy()).all()
+
+
+def test_effect_config_trains_the_encoder_first_and_the_control_runs_without_it():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(__import__("os").environ, IODA_PROGRESS="0", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", "--forceall", "--configfile",
+                           "config/effect.yaml"], cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    train = [ln for ln in lines if "ioda pretrain-encoder" in ln]
+    assert len(train) == 1
+    assert ("--data data/bsd100_urban100/train --out results/effect/encoder/degradation.safetensors" in train[0]
+            and "--targets realsr_canon_crops realsr_nikon_crops --steps 2000 --batch-size 24 --bank-size 2400 "
+            "--seed 0" in train[0])
+    weights = "--encoder degradation --encoder-weights results/effect/encoder/degradation.safetensors"
+    for variant, trained in (("ioda", True), ("image_guided", True), ("ioda_untrained", False)):
+        cells = [ln for ln in lines if "ioda adapt" in ln and f"--variant {variant} " in ln]
+        assert len(cells) == 2  # Canon and its validation task Nikon
+        assert all((weights in ln) == trained and "--encoder degradation" in ln for ln in cells)
+
+
+def test_a_text_guided_cell_needs_an_encoder_with_text(tmp_path):
+    import yaml
+
+    from ioda.config import load_config
+    from ioda.plan import Plan
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    cfg["encoder"] = {"name": "degradation"}
+    cfg["variants"] = sorted(set(cfg["variants"]) | {"text_guided"})
+    cfg["experiments"]["tables"]["table2"] = {"tasks": ["canon"], "backbones": ["safmn_tiny"],
+                                              "variants": ["text_guided", "ioda"]}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(IodaError, match="'encoder.name': 'degradation' has no text tower; variant 'text_guided'"):
+        Plan(load_config(path))
