@@ -256,7 +256,7 @@ def test_api_work_dir_keeps_the_logs_and_the_baselines_need_no_encoder(world, tm
                 work_dir=tmp_path / "zssr")
     assert res.stats["steps"] == 2 and (tmp_path / "zssr" / "train_log.csv").is_file()
     assert adapt(model, photo, variant="baseline", scale=SCALE).model is model
-    with pytest.raises(IodaError, match="needs a CLIP encoder"):
+    with pytest.raises(IodaError, match="needs an image encoder"):
         adapt(model, photo, variant="ioda", scale=SCALE)
     with pytest.raises(IodaError, match="scale is unknown"):
         adapt(model, photo, variant="zssr")
