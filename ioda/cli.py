@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack": ("ioda.data.patch_store", "pack a source split into a patch store (memory-mapped) for pre-training"),
     "pretrain": ("ioda.train.pretrain", "supervised L1 pre-training on a source dataset (or import official weights)"),
     "pretrain-encoder": ("ioda.encoders.cli", "train the degradation encoder (contrastive) on source-domain HR images"),
+    "encoder-card": ("ioda.encoders.card", "describe the encoder a configuration uses (JSON; no model is built)"),
     "evaluate": ("ioda.evaluate", "run a model on a dataset split; per-image CSV + summary JSON (PSNR/SSIM)"),
     "masks": ("ioda.masks.cli", "instance label map of one target LR image (SAM or superpixels), cached"),
     "adapt": ("ioda.adapt.cli", "one-shot adaptation of an SR model to the domain of one LR photo"),

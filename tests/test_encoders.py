@@ -183,7 +183,7 @@ def test_effect_config_trains_the_encoder_first_and_the_control_runs_without_it(
     train = [ln for ln in lines if "ioda pretrain-encoder" in ln]
     assert len(train) == 1
     assert ("--data data/bsd100_urban100/train --out results/effect/encoder/degradation.safetensors" in train[0]
-            and "--targets realsr_canon_crops realsr_nikon_crops --steps 2000 --batch-size 24 --bank-size 2400 "
+            and "--targets realsr_canon_crops realsr_nikon_crops --steps 6000 --batch-size 24 --bank-size 3000 "
             "--seed 0" in train[0])
     weights = "--encoder degradation --encoder-weights results/effect/encoder/degradation.safetensors"
     for variant, trained in (("ioda", True), ("image_guided", True), ("ioda_untrained", False)):

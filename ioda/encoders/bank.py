@@ -1,6 +1,8 @@
 """Training material of the degradation encoder, made once per run from source-domain HR images: a bank of
-crops, each under two sampled degradations (ioda.encoders.corruptions) at the LR scale and under the first at the
-SR scale. Precomputing it takes the 21x21 blur out of every step; the bank is a pure function of (images, seed).
+entries, each two crops A and B of different images under one sampled degradation d1 (ioda.encoders.corruptions),
+A also under a second degradation d2, and B under d1 at the SR scale. So the positives of an entry share only their
+degradation (never their content), and A under d2 shares only its content with A under d1. Precomputing it takes
+the 21x21 blur out of every step; the bank is a pure function of (images, seed).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from ioda.runtime import progress_enabled
 
 @dataclass
 class Bank:
-    lr1: torch.Tensor  # Nx3xLxL uint8: the crop under degradation 1, at the LR scale
-    lr2: torch.Tensor  # Nx3xLxL uint8: the same crop under degradation 2
-    sr1: torch.Tensor  # Nx3xSxS uint8: the crop's centre under degradation 1 at the SR scale (no downsampling)
+    lr1: torch.Tensor  # Nx3xLxL uint8: crop A under degradation 1, at the LR scale
+    lr2: torch.Tensor  # Nx3xLxL uint8: crop A under degradation 2
+    lr1b: torch.Tensor  # Nx3xLxL uint8: crop B (another image) under degradation 1
+    sr1: torch.Tensor  # Nx3xSxS uint8: crop B's centre under degradation 1 at the SR scale (no downsampling)
     params: list[dict]  # degradation 1 of each entry
     params2: list[dict]
-    image: list[int]  # which image each entry came from
+    image: list[int]  # which image crop A came from
 
     def __len__(self) -> int:
         return self.lr1.shape[0]
@@ -45,19 +48,21 @@ def build_bank(images: list[np.ndarray], n: int, lr_size: int, sr_size: int, sca
     """`n` entries from `images` (HxWx3 uint8, each at least lr_size*scale px a side), seeded."""
     rng = np.random.default_rng(seed)
     hr_size = lr_size * scale
-    lr1, lr2, sr1, p1s, p2s, which = [], [], [], [], [], []
+    lr1, lr2, lr1b, sr1, p1s, p2s, which = [], [], [], [], [], [], []
+    off = (hr_size - sr_size) // 2
     for _ in tqdm(range(n), desc=desc, disable=not progress_enabled(), mininterval=2.0):
         i = int(rng.integers(len(images)))
-        hr = random_crop(images[i], hr_size, rng)
+        j = (i + 1 + int(rng.integers(len(images) - 1))) % len(images) if len(images) > 1 else i
+        hr_a, hr_b = random_crop(images[i], hr_size, rng), random_crop(images[j], hr_size, rng)
         p1, p2 = corruptions.sample(rng), corruptions.sample(rng)
-        lr1.append(_u8(corruptions.apply(hr, p1, scale, rng)))
-        lr2.append(_u8(corruptions.apply(hr, p2, scale, rng)))
-        off = (hr_size - sr_size) // 2
-        sr1.append(_u8(corruptions.apply(hr[..., off:off + sr_size, off:off + sr_size], p1, 1, rng)))
+        lr1.append(_u8(corruptions.apply(hr_a, p1, scale, rng)))
+        lr2.append(_u8(corruptions.apply(hr_a, p2, scale, rng)))
+        lr1b.append(_u8(corruptions.apply(hr_b, p1, scale, rng)))
+        sr1.append(_u8(corruptions.apply(hr_b[..., off:off + sr_size, off:off + sr_size], p1, 1, rng)))
         p1s.append(p1)
         p2s.append(p2)
         which.append(i)
-    return Bank(torch.stack(lr1), torch.stack(lr2), torch.stack(sr1), p1s, p2s, which)
+    return Bank(torch.stack(lr1), torch.stack(lr2), torch.stack(lr1b), torch.stack(sr1), p1s, p2s, which)
 
 
 def crops(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:

@@ -138,3 +138,33 @@ def main(argv: list[str] | None = None) -> int:
         write_json(card_path, card)
     LOG.info("wrote %s and %s (%.0f s)", out, card_path, card["seconds"])
     return 0
+
+
+def card_main(argv: list[str] | None = None) -> int:
+    """`ioda encoder-card`: what encoder a configuration's runs use, as JSON (name, registry description, weights
+    file and its SHA-256, and the training card of a degradation-encoder file); reads no weights into a model."""
+    from ioda.encoders import get_encoder_spec
+    from ioda.files import sha256_file, write_json
+
+    ap = argparse.ArgumentParser(prog="ioda encoder-card", description=card_main.__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True, help="encoder registry name (encoder.name)")
+    ap.add_argument("--weights", help="its weights file or open_clip tag (encoder.weights), if any")
+    ap.add_argument("--out", required=True, help="output JSON")
+    args = ap.parse_args(argv)
+    spec = get_encoder_spec(args.name)
+    card: dict = {"name": spec.name, "description": spec.description, "has_text": spec.has_text,
+                  "weights": args.weights, "untrained": not args.weights}
+    if args.weights and Path(args.weights).is_file():
+        card["weights_sha256"] = sha256_file(args.weights)
+        if spec.trained_here:
+            from safetensors import safe_open
+
+            try:
+                with safe_open(args.weights, framework="numpy") as f:
+                    meta = f.metadata() or {}
+                card["training"] = __import__("json").loads(meta.get("card", "{}"))
+            except Exception as err:
+                raise IodaError(f"{args.weights}: not a readable degradation-encoder file ({type(err).__name__})") \
+                    from None
+    write_json(args.out, card)
+    return 0

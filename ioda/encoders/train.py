@@ -1,12 +1,12 @@
 """Contrastive training of the degradation encoder on source-domain HR images (the loop the rest of ioda uses).
 
-Each step draws B bank entries (ioda.encoders.bank) and makes four views of each: two LR-scale crops and two
-SR-scale crops of the entry's first degradation. Loss = supervised InfoNCE over the 4B views (the views of one
-entry are positives: two crops of one degraded image, across both scales; every other entry is a negative)
-+ `region_weight` x the region term: the entry's two degradations spliced under a random mask; the embedding
-pooled under the mask must pick its own degradation's view, and the one pooled under the complement the other's,
-among all the batch's views of both degradations (so the other degradation of the same content is the hardest
-negative).
+Each step draws B bank entries (ioda.encoders.bank) and makes four views of each: crop A under degradation d1
+(LR scale), crop B of another image under d1 (LR scale and SR scale), and A under d2. Loss = supervised InfoNCE
+over the views: the three d1 views of an entry are positives (they share the degradation, not the content, and
+span both scales); A under d2 is a negative that shares A's content, so matching content cannot solve the task;
+every other entry is a negative too. Plus `region_weight` x the region term: A under d1 and d2 spliced under a
+random mask; the embedding pooled under the mask must pick d1's view of B (other content) over d2's view of A (the
+same content), and the one pooled under the complement d2's, among all the batch's views.
 """
 
 from __future__ import annotations
@@ -93,21 +93,21 @@ class EncoderTrainer:
         r, g = self.recipe, self.sampler.gen
         idx = torch.randperm(len(self.bank), generator=g)[: r.batch_size]
         f = lambda t: t[idx].float() / 255.0  # noqa: E731
-        lr1, lr2, sr1 = f(self.bank.lr1), f(self.bank.lr2), f(self.bank.sr1)
+        lr1, lr2, lr1b, sr1 = f(self.bank.lr1), f(self.bank.lr2), f(self.bank.lr1b), f(self.bank.sr1)
         b = len(idx)
-        lr_views = torch.cat([crops(lr1, r.lr_crop, g), crops(lr1, r.lr_crop, g), crops(lr2, r.lr_crop, g)])
-        sr_views = torch.cat([crops(sr1, r.sr_crop, g), crops(sr1, r.sr_crop, g)])
-        e_lr, e_sr = self.net(lr_views), self.net(sr_views)
-        z_lr, z_sr = self.head(e_lr), self.head(e_sr)
+        # LR views: A under d1, B under d1, A under d2; SR view: B under d1
+        lr_views = torch.cat([crops(lr1, r.lr_crop, g), crops(lr1b, r.lr_crop, g), crops(lr2, r.lr_crop, g)])
+        z_lr = self.head(self.net(lr_views))
+        z_sr = self.head(self.net(crops(sr1, r.sr_crop, g)))
         ids = torch.arange(b)
-        z = torch.cat([z_lr[: 2 * b], z_sr])
-        loss = supcon(z, torch.cat([ids, ids, ids, ids]), r.temperature)
+        z = torch.cat([z_lr, z_sr])
+        loss = supcon(z, torch.cat([ids, ids, ids + b, ids]), r.temperature)
         if r.region_weight > 0:
-            # splice: the same content under degradation 1 inside the mask and degradation 2 outside it
+            # splice: A under d1 inside the mask and under d2 outside it
             masks = random_masks(b, lr1.shape[-1], g)
             spliced = lr1 * masks + lr2 * (1 - masks)
             q = self.head(self.net(torch.cat([spliced, spliced]), torch.cat([masks, 1 - masks])))
-            keys = torch.cat([z_lr[:b], z_lr[2 * b:]])  # degradation 1 views, then degradation 2 views
+            keys = torch.cat([z_lr[b:2 * b], z_lr[2 * b:]])  # d1 views of B (other content), d2 views of A
             logits = q @ keys.t() / r.temperature
             target = torch.cat([ids, ids + b])
             loss = loss + r.region_weight * F.cross_entropy(logits, target)

@@ -13,7 +13,7 @@ from ioda.adapt.variants import VARIANTS
 from ioda.config import load_config
 from ioda.encoders import get_encoder_spec
 from ioda.errors import IodaError
-from ioda.files import write_text
+from ioda.files import read_json, write_text
 from ioda.report.aggregate import STATISTICS
 from ioda.report.figures import FIGURES
 from ioda.report.stats import (BOOTSTRAP_RESAMPLES, CONFIDENCE, RESOLUTION_DB, SIGN_FLIP_EXACT_MAX,
@@ -172,6 +172,17 @@ def render(plan: Plan, out: Path) -> str:
                  + (f", Alpha-CLIP `{enc['alpha_weights']}`" if enc["alpha_weights"] else "")
                  + (" — **untrained**" if untrained else ""))
     lines += [f"  - used: {e}" for e in encoders]
+    card_path = plan.results / "encoder" / "card.json"
+    if card_path.is_file():
+        training = read_json(card_path).get("training") or {}
+        probes = training.get("probes") or {}
+        if training:
+            lines.append(f"  - trained here (`encoder/card.json`): {training.get('steps')} steps on "
+                         f"{', '.join(training.get('datasets', []))} in {training.get('seconds')} s; held-out probes: "
+                         f"kNN {probes.get('knn_acc', float('nan')):.3f} (chance {probes.get('knn_chance', float('nan')):.3f}), "
+                         f"splice {probes.get('splice_acc', float('nan')):.3f}, blur rank "
+                         f"{probes.get('blur_rank_corr', float('nan')):.2f}, noise rank "
+                         f"{probes.get('noise_rank_corr', float('nan')):.2f}")
     if controls:
         lines.append(f"  - control cell(s) {', '.join(f'`{v}`' for v in controls)}: the same architecture "
                      "UNTRAINED (seeded random weights), by design")

@@ -111,7 +111,7 @@ def all_pretrained():
 
 
 def all_encoders():
-    return [str(PLAN.encoder_file())] if PLAN.encoder_trained_here() else []
+    return [str(PLAN.results / "encoder" / "card.json")]
 
 
 def all_labels():

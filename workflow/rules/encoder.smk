@@ -29,3 +29,26 @@ rule pretrain_encoder:
     shell:
         "python -m ioda pretrain-encoder --data {params.splits} --out {output.weights} --card {output.card} "
         "--targets {params.targets} {params.recipe} --threads {threads} --log-csv {output.losses} > {log} 2>&1"
+
+
+# What encoder this configuration's runs use (every configuration has one: the DVC stage `encoder` keeps it).
+rule encoder_card:
+    input:
+        weights=lambda wc: [str(PLAN.encoder_file())] if PLAN.encoder_trained_here() else [],
+    output:
+        card=f"{RES}/encoder/card.json",
+    log:
+        "logs/encoder/card.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        name=config["encoder"]["name"],
+        weights=lambda wc: (
+            f"--weights {shlex.quote(PLAN.encoder_weights('ioda'))}" if PLAN.encoder_weights("ioda") else ""
+        ),
+    shell:
+        "python -m ioda encoder-card --name {params.name} {params.weights} --out {output.card} > {log} 2>&1"

@@ -99,6 +99,7 @@ rule summary:
     input:
         config=EFFECTIVE_CONFIG,
         cells=f"{RES}/metrics/aggregate.csv",
+        encoder=f"{RES}/encoder/card.json",
         tables=rules.tables.output,
         figures=expand(f"{RES}/figures/{{figure}}.png", figure=figure_names()),
     output:
