@@ -46,7 +46,7 @@ from ioda.adapt.losses import direction_loss
 from ioda.adapt.trainer import AdaptSettings, DirectionTrainer
 from ioda.adapt.variants import get_variant
 from ioda.archs import build_model
-from ioda.clip import build_encoder
+from ioda.encoders import build_encoder
 from ioda.config import load_config, paper_config
 from ioda.data.pairs import Pair
 from ioda.imageio import write_image
