@@ -113,7 +113,7 @@ def hr_vs_sr(encoder, loss_fn, lr_t: torch.Tensor, hr_t: torch.Tensor, sr_t: tor
         x = sr_t[i:i + 1].clone().requires_grad_(True)
         loss = loss_fn(d_lr[i:i + 1], encoder.encode_image(x).float() - e_sr_s)
         (g,) = torch.autograd.grad(loss, x)
-        loss_sr.append(float(loss))
+        loss_sr.append(float(loss.detach()))
         descent = -g.flatten()
         toward_hr = (hr_t[i:i + 1] - sr_t[i:i + 1]).flatten()
         grad_cos.append(float(F.cosine_similarity(descent, toward_hr, dim=0)))
