@@ -46,7 +46,7 @@ def test_every_dvc_param_is_spelled_out_in_the_params_file(params_file):
 
 def test_stages_call_snakemake_targets_and_keep_their_outputs():
     stages = dvc_stages()
-    assert list(stages) == ["data", "pretrain", "adapt", "evaluate", "report"]
+    assert list(stages) == ["data", "pretrain", "encoder", "adapt", "evaluate", "report"]
     snakefile = (ROOT / "Snakefile").read_text()
     outs_of = {}
     for name, stage in stages.items():
