@@ -60,12 +60,16 @@ def test_unknown_loss_and_variant_names_are_refused():
 
 
 def test_variant_registry_covers_every_ablation_row():
-    # Tables 1-3, 5, 6 rows
+    # Tables 1-3, 5, 6 rows, and the effect study's control
     assert set(VARIANTS) == {
         "baseline", "image_guided", "real_hr", "text_guided", "occlusion", "grid", "box", "instance", "ioda",
-        "finetune", "zssr",
+        "ioda_untrained", "finetune", "zssr",
     }
     ioda = VARIANTS["ioda"]
+    control = VARIANTS["ioda_untrained"]
+    assert control.encoder == "untrained" and ioda.encoder == "configured"
+    assert (control.region, control.occlusion, control.reference, control.guidance) == (
+        ioda.region, ioda.occlusion, ioda.reference, ioda.guidance)
     assert ioda.region == "instance" and ioda.occlusion and ioda.reference == "sr" and ioda.guidance == "image"
     assert VARIANTS["real_hr"].reference == "hr"
     assert VARIANTS["text_guided"].guidance == "text"
