@@ -232,21 +232,24 @@ class Plan:
 
     # ---- where things live ---------------------------------------------------------------------------
     def pool_size(self, task: str) -> int | None:
-        """Images in a task's pool split: the prepared manifest's count, else the registry's exact count (no
-        config override of the dataset); None where neither tells (a demo's tiles are counted when built)."""
+        """Images in a task's pool split: the prepared manifest's count (when it was prepared with this config's
+        spec and from real files: stand-in data or another spec is prepared again), else the registry's exact count
+        (no config override of the dataset); None where neither tells (a demo's tiles are counted when built)."""
         import json
 
         from ioda.data.registry import REGISTRY
 
         t = self.tasks[task]
         manifest = self.manifest(t["target"])
+        spec = (self.cfg["datasets"].get(t["target"]) or {}).get("spec")
         if manifest.is_file():
             try:
-                return int(json.loads(manifest.read_text())["splits"][t["pool_split"]]["count"])
-            except (OSError, ValueError, KeyError, TypeError):
+                m = json.loads(manifest.read_text())
+                if not m.get("standins") and (m.get("spec_override") or {}) == (spec or {}):
+                    return int(m["splits"][t["pool_split"]]["count"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return None
         entry = REGISTRY.get(t["target"])
-        spec = (self.cfg["datasets"].get(t["target"]) or {}).get("spec")
         if entry is None or spec or t["pool_split"] not in entry.splits:
             return None
         return entry.splits[t["pool_split"]].count

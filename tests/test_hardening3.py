@@ -365,6 +365,9 @@ def test_more_target_images_than_the_pool_holds_are_refused_up_front(tmp_path):
     cfg["experiments"]["tasks"]["gta_rain"]["n_images"] = 3
     with pytest.raises(IodaError, match="has 2"):
         Plan(cfg)
+    # stand-in data (or data of another spec) is prepared again for this config: its count does not decide
+    manifest.write_text(json.dumps({"splits": {"train": {"count": 2}}, "standins": True}))
+    Plan(cfg)
 
 
 def test_a_stand_in_refused_inside_snakemake_is_one_line(tmp_path, copy_project):
