@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import platform
 import time
@@ -162,7 +163,7 @@ def card_main(argv: list[str] | None = None) -> int:
             try:
                 with safe_open(args.weights, framework="numpy") as f:
                     meta = f.metadata() or {}
-                card["training"] = __import__("json").loads(meta.get("card", "{}"))
+                card["training"] = json.loads(meta.get("card", "{}"))
             except Exception as err:
                 raise IodaError(f"{args.weights}: not a readable degradation-encoder file ({type(err).__name__})") \
                     from None

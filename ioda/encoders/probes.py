@@ -120,7 +120,3 @@ def hr_vs_sr(encoder, loss_fn, lr_t: torch.Tensor, hr_t: torch.Tensor, sr_t: tor
         wins.append(float(loss_hr[i]) < loss_sr[-1])
     return {"hr_wins": float(np.mean(wins)), "grad_cos": float(np.mean(grad_cos)),
             "loss_hr": [float(v) for v in loss_hr], "loss_sr": loss_sr, "grad_cos_per_crop": grad_cos}
-
-
-def direction_loss_terms(d_lr: torch.Tensor, d_sr: torch.Tensor) -> torch.Tensor:
-    return (1 - F.cosine_similarity(d_lr, d_sr, dim=-1)).mean()
